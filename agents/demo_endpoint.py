@@ -1,0 +1,86 @@
+"""A small HTTP endpoint on 127.0.0.1 that accepts exactly one credential.
+
+Used by `manage.py demo`, the latency benchmark and the integration tests as the thing an
+agent's http_request tool calls. It answers 200 only when the request carries
+``Authorization: Bearer <expected secret>``, 401 otherwise, and it echoes what it received so
+tests can prove the run's stored output is redacted.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str] = field(repr=False)
+
+
+class CredentialCheckingEndpoint:
+    def __init__(self, expected_secret: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.expected_secret = expected_secret
+        self.received: list[ReceivedRequest] = []
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                endpoint._handle(self)
+
+            def do_POST(self) -> None:
+                endpoint._handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # the request line may carry a query-parameter secret: do not print it
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/whoami"
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        headers = {k: v for k, v in request.headers.items()}
+        with self._lock:
+            self.received.append(ReceivedRequest(request.command, request.path, headers))
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {self.expected_secret}"
+        accepted = hmac.compare_digest(given.encode(), expected.encode())
+        body = json.dumps(
+            {"accepted": accepted, "you_sent": given}  # echoed on purpose: output must redact it
+        ).encode()
+        request.send_response(200 if accepted else 401)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    def start(self) -> CredentialCheckingEndpoint:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> CredentialCheckingEndpoint:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,146 @@
+"""The `http_request` tool: one real HTTP call with credentials injected where bindings say.
+
+Configuration (non-secret): {"method": "GET", "url": "https://...", "headers": {...},
+"body": "...", "timeout": 10}. Redirects are not followed: a redirect to another host would
+carry custom credential headers (X-Api-Key ...) along, which requests only strips for
+Authorization.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from config import redaction
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
+SECRET_PLACEHOLDER = "{secret}"  # noqa: S105 - a template marker, not a secret
+
+
+@dataclass(frozen=True)
+class Injection:
+    placement: str  # header | query | basic_auth
+    target: str
+    template: str
+    secret: str = field(repr=False)
+
+    def rendered(self) -> str:
+        # Plain replacement, not str.format: a template must not reach attributes of anything.
+        return self.template.replace(SECRET_PLACEHOLDER, self.secret)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    ok: bool
+    output: dict[str, Any]
+    error: str = ""
+
+
+def validate_config(config: object) -> dict[str, Any]:
+    """Normalised config, or ValidationError. Secret-looking headers are refused here."""
+    if not isinstance(config, dict):
+        raise ValidationError({"config": ["Must be a JSON object."]})
+    errors: dict[str, list[str]] = {}
+    unknown = set(config) - {"method", "url", "headers", "body", "timeout"}
+    if unknown:
+        errors["config"] = [f"Unknown keys: {', '.join(sorted(unknown))}."]
+    method = str(config.get("method", "GET")).upper()
+    if method not in METHODS:
+        errors["config.method"] = [f"Must be one of {', '.join(sorted(METHODS))}."]
+    url = config.get("url")
+    if not isinstance(url, str) or not url:
+        errors["config.url"] = ["A URL is required."]
+    else:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            errors["config.url"] = ["Must be an absolute http:// or https:// URL."]
+        elif parts.username or parts.password:
+            errors["config.url"] = ["Credentials do not belong in the URL: bind a credential."]
+    headers = config.get("headers", {})
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        errors["config.headers"] = ["Must be an object of string header names and values."]
+    else:
+        sensitive = sorted(k for k in headers if redaction.is_sensitive_key(k))
+        if sensitive:
+            errors["config.headers"] = [
+                f"Header {', '.join(sensitive)} carries a secret: store it as a credential "
+                f"and bind it instead."
+            ]
+    body = config.get("body", "")
+    if not isinstance(body, str) or len(body) > 65536:
+        errors["config.body"] = ["Must be a string of at most 65536 characters."]
+    timeout = config.get("timeout", settings.AGENT_HTTP_TIMEOUT_SECONDS)
+    if not isinstance(timeout, (int, float)) or not 0 < timeout <= 120:
+        errors["config.timeout"] = ["Must be a number of seconds between 0 and 120."]
+    if errors:
+        raise ValidationError(errors)
+    normalised: dict[str, Any] = {"method": method, "url": url, "headers": dict(headers)}
+    if body:
+        normalised["body"] = body
+    if "timeout" in config:
+        normalised["timeout"] = timeout
+    return normalised
+
+
+def run(config: dict[str, Any], injections: list[Injection]) -> ToolResult:
+    headers = dict(config.get("headers", {}))
+    params: dict[str, str] = {}
+    auth: tuple[str, str] | None = None
+    for injection in injections:
+        if injection.placement == "header":
+            headers[injection.target] = injection.rendered()
+        elif injection.placement == "query":
+            params[injection.target] = injection.rendered()
+        elif injection.placement == "basic_auth":
+            if injection.target:
+                auth = (injection.target, injection.rendered())
+            else:
+                user, _, password = injection.rendered().partition(":")
+                auth = (user, password)
+    limit = settings.AGENT_HTTP_MAX_BODY_BYTES
+    # Read past the limit by the longest encoded secret, redact, then cut: cutting first could
+    # leave the head of a secret that straddles the limit unredacted.
+    margin = 3 * settings.CREDENTIAL_MAX_SECRET_BYTES
+    started = time.monotonic()
+    try:
+        with requests.request(
+            config.get("method", "GET"),
+            config["url"],
+            headers=headers,
+            params=params or None,
+            auth=auth,
+            data=config.get("body") or None,
+            timeout=config.get("timeout", settings.AGENT_HTTP_TIMEOUT_SECONDS),
+            allow_redirects=False,
+            stream=True,
+        ) as response:
+            raw = response.raw.read(limit + margin + 1, decode_content=True)
+            status = response.status_code
+            reason = response.reason
+    except requests.RequestException as exc:
+        # Exception text can carry the URL with a query-parameter secret: redact before use.
+        message = redaction.redact_text(f"{type(exc).__name__}: {exc}")
+        return ToolResult(ok=False, output={}, error=f"HTTP request failed: {message}"[:2000])
+    elapsed_ms = round((time.monotonic() - started) * 1000, 1)
+    text = redaction.redact_text(raw.decode("utf-8", "replace"))
+    truncated = len(text) > limit
+    body = text[:limit]
+    output = {
+        "status_code": status,
+        "body": body,
+        "body_truncated": truncated,
+        "elapsed_ms": elapsed_ms,
+    }
+    if status >= 400:
+        return ToolResult(
+            ok=False, output=output, error=f"endpoint answered {status} {reason or ''}".strip()
+        )
+    return ToolResult(ok=True, output=output)

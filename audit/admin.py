@@ -1,0 +1,24 @@
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from audit.models import AuditEvent
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the trail is append-only everywhere."""
+
+    list_display = ["occurred_at", "org", "action", "outcome", "actor_label", "target_label"]
+    list_filter = ["action", "outcome", "actor_type"]
+    search_fields = ["request_id", "job_id", "target_id", "actor_label"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

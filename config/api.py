@@ -1,0 +1,73 @@
+"""REST plumbing shared by every app: renderer, error handling, the org-scoped base view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers, status
+from rest_framework.renderers import BrowsableAPIRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class WriteOnlyBrowsableAPIRenderer(BrowsableAPIRenderer):
+    """The browsable API without HTML forms built from serializers.
+
+    DRF re-renders a failed form with the submitted values (write-only fields included), which
+    would put a secret back into the page. Only the raw-content form stays, and it is always
+    empty.
+    """
+
+    def get_rendered_html_form(self, data: Any, view: Any, method: str, request: Any) -> Any:
+        return None
+
+    def get_raw_data_form(self, data: Any, view: Any, method: str, request: Any) -> Any:
+        form = super().get_raw_data_form(data, view, method, request)
+        if form is not None:
+            form.initial = {**form.initial, "_content": ""}
+        return form
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus Django ValidationError from services as a 400 with field errors."""
+    if isinstance(exc, DjangoValidationError):
+        if hasattr(exc, "error_dict"):
+            detail: dict[str, list[str]] = {
+                field: [str(m) for m in messages] for field, messages in exc.message_dict.items()
+            }
+        else:
+            detail = {"non_field_errors": [str(m) for m in exc.messages]}
+        return Response(detail, status=status.HTTP_400_BAD_REQUEST)
+    return drf_exception_handler(exc, context)
+
+
+class SecretField(serializers.CharField):
+    """Input only: never serialised, never given an initial value, never echoed in errors."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.update(
+            write_only=True,
+            trim_whitespace=False,
+            style={"input_type": "password", "autocomplete": "new-password"},
+        )
+        super().__init__(**kwargs)
+
+    def get_initial(self) -> str:
+        return ""
+
+    def to_internal_value(self, data: Any) -> str:
+        # CharField would turn 12345 into "12345": a secret must arrive as a string.
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+def validate_input(
+    serializer_class: type[serializers.Serializer], request: Request, *, partial: bool = False
+) -> dict[str, Any]:
+    """Validated input or a 400 (raised) with field errors."""
+    serializer = serializer_class(data=request.data, partial=partial)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

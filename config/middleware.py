@@ -1,0 +1,46 @@
+"""Request context: requestId in, requestId out, and the values every log line carries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from config import context
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class RequestContextMiddleware:
+    """Accept a well-formed X-Request-ID or make one; echo it; bind it for the request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = context.accept_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id  # type: ignore[attr-defined]
+        with context.bound(
+            request_id=request_id,
+            job_id=None,
+            org=None,
+            user=None,
+            ip=request.META.get("REMOTE_ADDR"),
+            user_agent=(request.headers.get("User-Agent") or "")[:512] or None,
+        ):
+            response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
+
+
+class RequestUserContextMiddleware:
+    """After authentication: add the user to the context of this request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            context.update(user=user.get_username())
+        return self.get_response(request)

@@ -1,0 +1,244 @@
+"""Settings: the only module that reads the environment.
+
+Every variable is listed in README's configuration table. Secrets may come from
+``<NAME>_FILE`` (a path whose content is the value), so they need not sit in the process
+environment of a container orchestrator's spec.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("EVERESTHOOD_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite files, broker, logs: git-ignored
+
+env = environ.Env()
+
+# `make run` writes a development-only file (git-ignored) with a generated SECRET_KEY and
+# credential key. Variables already in the environment win over it.
+ENV_FILE = os.environ.get("EVERESTHOOD_ENV_FILE", str(VAR_DIR / "dev.env"))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    environ.Env.read_env(ENV_FILE, overwrite=False)
+
+
+def _secret_from_env(name: str) -> str | None:
+    """Value of NAME, or the content of the file named by NAME_FILE."""
+    value = os.environ.get(name)
+    file_name = os.environ.get(f"{name}_FILE")
+    if value is not None and file_name:
+        raise ImproperlyConfigured(f"Set either {name} or {name}_FILE, not both.")
+    if file_name:
+        try:
+            return Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"{name}_FILE points to a file that cannot be read ({exc.strerror})."
+            ) from None
+    return value
+
+
+DEBUG = env.bool("DEBUG", default=False)
+
+_secret_key = _secret_from_env("SECRET_KEY")
+# Without a configured SECRET_KEY the process gets a random one: sessions then do not survive a
+# restart or span processes, and the startup check refuses this when DEBUG is off.
+SECRET_KEY_IS_GENERATED = not _secret_key
+SECRET_KEY = _secret_key or secrets.token_urlsafe(50)
+
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Credential keys -----------------------------------------------------------------------
+# Every AGENT_CREDENTIAL_KEY_* variable (or its _FILE form) is collected here by name; the
+# keyring in credentials.crypto validates names and values and reports errors by variable name.
+CREDENTIAL_KEY_PREFIX = "AGENT_CREDENTIAL_KEY_"
+CREDENTIAL_KEYS: dict[str, str] = {}
+for _name in sorted(os.environ):
+    if not _name.startswith(CREDENTIAL_KEY_PREFIX):
+        continue
+    _base = _name.removesuffix("_FILE")
+    if _base in CREDENTIAL_KEYS:
+        continue
+    _value = _secret_from_env(_base)
+    if _value is not None:
+        CREDENTIAL_KEYS[_base] = _value
+AGENT_CREDENTIAL_ACTIVE_KEY: str | None = env.str("AGENT_CREDENTIAL_ACTIVE_KEY", default=None)
+# Largest secret accepted, in UTF-8 bytes: a 4096-bit PEM private key is ~3.3 KiB.
+CREDENTIAL_MAX_SECRET_BYTES = env.int("CREDENTIAL_MAX_SECRET_BYTES", default=16384)
+
+# --- Applications ----------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "guardian",
+    "django_prometheus",
+    "config.apps.ConfigAppConfig",
+    "orgs",
+    "audit",
+    "credentials",
+    "agents",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "config.middleware.RequestContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "config.middleware.RequestUserContextMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+
+# --- Database ----------------------------------------------------------------------------------
+# Embedded default: SQLite in var/. WAL lets the web process read while the worker writes;
+# IMMEDIATE transactions take the write lock up front instead of failing on upgrade.
+SQLITE_PATH = VAR_DIR / "everesthood.sqlite3"
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{SQLITE_PATH}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    # Tests need a file, not :memory:, so the Celery worker process sees the same database.
+    DATABASES["default"]["TEST"] = {
+        "NAME": env.str("SQLITE_TEST_PATH", default=str(VAR_DIR / "test-everesthood.sqlite3"))
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Auth, sessions, security ----------------------------------------------------------------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "ui:home"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- REST API ----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "config.api.WriteOnlyBrowsableAPIRenderer",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "config.api.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Everesthood credential vault API",
+    "DESCRIPTION": (
+        "Write-only credential storage for AI agents. Secrets go in; they never come out."
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Celery --------------------------------------------------------------------------------------
+# Embedded default: kombu's SQLAlchemy transport on a SQLite file, so `make run` needs nothing
+# installed. Production: Redis or RabbitMQ.
+CELERY_BROKER_URL = env.str(
+    "CELERY_BROKER_URL", default=f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
+)
+EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("sqla+")
+_default_result_backend = (
+    f"db+sqlite:///{VAR_DIR / 'celery-results.sqlite3'}"
+    if EMBEDDED_BROKER
+    else CELERY_BROKER_URL
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+    else "rpc://"
+)
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=_default_result_backend)
+# Seconds between polls of the embedded broker (kombu's default is 1 s: ~1 s per round trip).
+CELERY_BROKER_POLLING_INTERVAL = env.float("CELERY_BROKER_POLLING_INTERVAL", default=0.02)
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = (
+    # SQLite waits for a lock instead of failing when web and worker write at once.
+    {"connect_args": {"timeout": 30}} if CELERY_BROKER_URL.startswith("sqla+sqlite") else {}
+)
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="everesthood")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_RESULT_EXPIRES = 3600
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_REDIRECT_STDOUTS = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=300)
+
+# --- Agents --------------------------------------------------------------------------------
+AGENT_HTTP_TIMEOUT_SECONDS = env.float("AGENT_HTTP_TIMEOUT_SECONDS", default=15.0)
+AGENT_HTTP_MAX_BODY_BYTES = env.int("AGENT_HTTP_MAX_BODY_BYTES", default=4096)
+
+# --- Logging -------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# Optional second destination (JSON lines, appended): `make run` sets var/log/everesthood.jsonl
+# so `manage.py demo` can show a run's worker lines.
+LOG_FILE: str | None = env.str("LOG_FILE", default=None)
+LOGGING_CONFIG = "config.logging.configure_logging"
+LOGGING: dict[str, Any] = {}

@@ -1,0 +1,47 @@
+"""Checks every process runs before it serves: web (wsgi/asgi and manage.py commands through
+Django's system checks) and Celery workers (worker_init). A failure is an ImproperlyConfigured
+that names the variable to fix and never prints its value."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, register
+from django.core.exceptions import ImproperlyConfigured
+
+STARTUP_TAG = "everesthood"
+
+_INSECURE_PREFIX = "django-insecure"
+
+
+@register(STARTUP_TAG)
+def check_production_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    if settings.DEBUG:
+        return []
+    errors: list[CheckMessage] = []
+    key = settings.SECRET_KEY
+    if (
+        settings.SECRET_KEY_IS_GENERATED
+        or key.startswith(_INSECURE_PREFIX)
+        or len(key) < 50
+        or len(set(key)) < 5
+    ):
+        errors.append(
+            Error(
+                "SECRET_KEY must be set to a random value of at least 50 characters when "
+                "DEBUG is off (or SECRET_KEY_FILE to a file holding one)",
+                id="config.E001",
+            )
+        )
+    return errors
+
+
+def verify_startup() -> None:
+    """Run the startup checks; raise ImproperlyConfigured listing every error."""
+    from django.core.checks import run_checks
+
+    errors = [m for m in run_checks(tags=[STARTUP_TAG]) if m.is_serious()]
+    if errors:
+        lines = "\n".join(f"  {m.id}: {m.msg}" for m in errors)
+        raise ImproperlyConfigured(f"Refusing to start:\n{lines}")

@@ -1,0 +1,41 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from agents.api import AgentDetailApi, AgentListApi, AgentRunListApi, RunDetailApi
+from audit.api import AuditListApi
+from credentials.api import CredentialDetailApi, CredentialListApi, CredentialSecretApi
+from orgs.api import OrgListApi
+
+api = [
+    path("orgs/", OrgListApi.as_view(), name="orgs"),
+    path("orgs/<slug:org>/credentials/", CredentialListApi.as_view(), name="credentials"),
+    path(
+        "orgs/<slug:org>/credentials/<str:credential_id>/",
+        CredentialDetailApi.as_view(),
+        name="credential",
+    ),
+    path(
+        "orgs/<slug:org>/credentials/<str:credential_id>/secret",
+        CredentialSecretApi.as_view(),
+        name="credential-secret",
+    ),
+    path("orgs/<slug:org>/agents/", AgentListApi.as_view(), name="agents"),
+    path("orgs/<slug:org>/agents/<str:agent_id>/", AgentDetailApi.as_view(), name="agent"),
+    path(
+        "orgs/<slug:org>/agents/<str:agent_id>/runs/", AgentRunListApi.as_view(), name="agent-runs"
+    ),
+    path("orgs/<slug:org>/runs/<str:run_id>/", RunDetailApi.as_view(), name="run"),
+    path("orgs/<slug:org>/audit/", AuditListApi.as_view(), name="audit"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+]
+
+urlpatterns = [
+    path("api/", include((api, "api"))),
+    path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("config.ui_urls")),
+]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class CredentialKind(models.TextChoices):
+    API_KEY = "api_key", "API key"
+    PASSWORD = "password", "Password"
+    TOKEN = "token", "Token"
+    BASIC_AUTH = "basic_auth", "Basic auth (user:password)"
+
+
+class CredentialStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    COMPROMISED = "compromised", "Compromised"
+
+
+class Credential(models.Model):
+    """A secret, stored only as an envelope: wrapped data key + AES-GCM ciphertext.
+
+    The three crypto columns are written together by credentials.services and nothing else;
+    metadata edits update named columns only, so they never rewrite the ciphertext.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(
+        max_length=16, choices=CredentialKind.choices, default=CredentialKind.API_KEY
+    )
+    description = models.TextField(blank=True, max_length=2000)
+    status = models.CharField(
+        max_length=16, choices=CredentialStatus.choices, default=CredentialStatus.ACTIVE
+    )
+    key_id = models.CharField(max_length=128, db_index=True)
+    format_version = models.PositiveSmallIntegerField()
+    wrapped_data_key = models.BinaryField(editable=False)
+    ciphertext = models.BinaryField(editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    secret_updated_at = models.DateTimeField()
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["org", "name"], name="credential_name_unique_in_org"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<Credential {self.id} {self.name!r} key={self.key_id}>"

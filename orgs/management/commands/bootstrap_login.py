@@ -1,0 +1,55 @@
+"""Create a login for the person running `make run`, print its password once."""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from orgs.models import Membership, Organization, Role
+
+
+class Command(BaseCommand):
+    help = "Create a development login (superuser, owner of org 'default'); prints it once."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--username", default=None)
+        parser.add_argument("--org", default="default", help="slug of the org to own")
+
+    @transaction.atomic
+    def handle(self, *args: Any, username: str | None, org: str, **options: Any) -> None:
+        user_model = get_user_model()
+        name = username or _default_username()
+        organisation, _ = Organization.objects.get_or_create(
+            slug=org, defaults={"name": org.replace("-", " ").title()}
+        )
+        user = user_model.objects.filter(username=name).first()
+        if user is not None:
+            Membership.objects.get_or_create(
+                user=user, org=organisation, defaults={"role": Role.OWNER}
+            )
+            self.stdout.write(
+                f"Login '{name}' already exists (its password was printed when it was created; "
+                f"reset it with `.venv/bin/python manage.py changepassword {name}`)."
+            )
+            return
+        password = secrets.token_urlsafe(18)
+        user = user_model.objects.create_superuser(username=name, email="", password=password)
+        Membership.objects.create(user=user, org=organisation, role=Role.OWNER)
+        self.stdout.write(
+            "Created a development login (shown once, not stored anywhere in clear):\n"
+            f"  username: {name}\n  password: {password}\n"
+            f"  organisation: {organisation.slug} (owner)"
+        )
+
+
+def _default_username() -> str:
+    try:
+        name = getpass.getuser()
+    except OSError:
+        name = ""
+    return "admin" if name in {"", "root"} else name

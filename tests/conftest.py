@@ -1,0 +1,228 @@
+"""Shared fixtures: keys, the five personas, API clients, a real Celery worker, a local
+endpoint that accepts one credential, and a JSON log capture with the production filters."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test.utils import override_settings
+from rest_framework.test import APIClient
+
+from agents.demo_endpoint import CredentialCheckingEndpoint
+from agents.models import AgentRun, RunStatus
+from agents.worker_process import WorkerProcess, database_url
+from config.celery import app as celery_app
+from config.logging import ContextFilter, JsonLineFormatter, RedactionFilter
+from orgs.models import Membership, Organization, Role
+
+# Fresh keys for every test session: nothing key-like is committed.
+TEST_KEYS = {
+    "AGENT_CREDENTIAL_KEY_V1": secrets.token_hex(32),
+    "AGENT_CREDENTIAL_KEY_V2": secrets.token_hex(32),
+}
+SESSION_QUEUE = f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_keys_and_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Keys for this session, and a broker/queue of the session's own.
+
+    With CELERY_BROKER_URL set (CI: Redis) the tests use that broker with a queue nobody else
+    consumes; otherwise an embedded SQLite broker in a temporary folder.
+    """
+    broker_dir = tmp_path_factory.mktemp("broker")
+    broker_url = (
+        os.environ.get("CELERY_BROKER_URL") or f"sqla+sqlite:///{broker_dir}/broker.sqlite3"
+    )
+    if broker_url.startswith("sqla+"):
+        result_backend = f"db+sqlite:///{broker_dir}/results.sqlite3"
+    else:
+        result_backend = os.environ.get("CELERY_RESULT_BACKEND") or broker_url
+    celery_env = {
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_RESULT_BACKEND": result_backend,
+        "CELERY_TASK_DEFAULT_QUEUE": SESSION_QUEUE,
+    }
+    celery_app.conf.update(
+        broker_url=broker_url,
+        result_backend=result_backend,
+        task_default_queue=SESSION_QUEUE,
+    )
+    with override_settings(CREDENTIAL_KEYS=dict(TEST_KEYS), AGENT_CREDENTIAL_ACTIVE_KEY=None):
+        yield celery_env
+
+
+# --- personas ----------------------------------------------------------------------------
+
+
+@dataclass
+class Personas:
+    org: Organization
+    other_org: Organization
+    owner: User
+    admin: User
+    member: User
+    auditor: User
+    outsider: User  # owner of other_org, stranger to org
+
+    def by_role(self, role: str) -> User:
+        return {
+            "owner": self.owner,
+            "admin": self.admin,
+            "member": self.member,
+            "auditor": self.auditor,
+            "outsider": self.outsider,
+        }[role]
+
+
+@pytest.fixture
+def personas(db: None) -> Personas:
+    org = Organization.objects.create(slug="acme", name="Acme")
+    other = Organization.objects.create(slug="globex", name="Globex")
+    users = {}
+    for role in ("owner", "admin", "member", "auditor", "outsider"):
+        users[role] = User.objects.create_user(username=role, password=f"pw-{role}-{uuid.uuid4()}")
+    for role in (Role.OWNER, Role.ADMIN, Role.MEMBER, Role.AUDITOR):
+        Membership.objects.create(user=users[role.value], org=org, role=role)
+    Membership.objects.create(user=users["outsider"], org=other, role=Role.OWNER)
+    return Personas(org=org, other_org=other, **users)
+
+
+@pytest.fixture
+def api_for() -> Callable[[User], APIClient]:
+    def make(user: User) -> APIClient:
+        client = APIClient()
+        client.force_authenticate(user=user)
+        return client
+
+    return make
+
+
+def new_canary() -> str:
+    """A distinctive secret: if it shows up anywhere it should not, a scan finds it."""
+    return f"CANARY-{uuid.uuid4().hex}-{secrets.token_urlsafe(12)}"
+
+
+@pytest.fixture
+def canary() -> str:
+    return new_canary()
+
+
+# --- logs ------------------------------------------------------------------------------------
+
+
+class JsonLogCapture:
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+        self.handler = logging.StreamHandler(self.stream)
+        self.handler.setFormatter(JsonLineFormatter())
+        self.handler.addFilter(ContextFilter())
+        self.handler.addFilter(RedactionFilter())
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.text.splitlines() if line]
+
+
+@pytest.fixture
+def json_logs() -> Iterator[JsonLogCapture]:
+    """Everything logged in this process during the test, formatted exactly as production."""
+    capture = JsonLogCapture()
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(capture.handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield capture
+    finally:
+        root.removeHandler(capture.handler)
+        root.setLevel(previous_level)
+
+
+# --- worker and endpoint ------------------------------------------------------------------
+
+
+@dataclass
+class RunningWorker:
+    process: WorkerProcess
+    log_path: Path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_for_run(self, run_id: Any, *, timeout: float = 30.0) -> AgentRun:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = AgentRun.objects.select_related("agent").get(pk=run_id)
+            if run.status in {RunStatus.SUCCEEDED, RunStatus.FAILED}:
+                return run
+            if not self.process.running:
+                raise AssertionError(f"worker died; log:\n{self.log_text()[-4000:]}")
+            time.sleep(0.02)
+        raise AssertionError(f"run {run_id} still {run.status} after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(
+    django_db_setup: None,
+    django_db_blocker: Any,
+    _test_keys_and_broker: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningWorker]:
+    """A real `celery worker` process on the test database, broker and queue of this session."""
+    from django.db import connection
+
+    log_dir = tmp_path_factory.mktemp("worker")
+    log_path = log_dir / "worker.jsonl"
+    with django_db_blocker.unblock():
+        db_url = database_url(connection.settings_dict)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("AGENT_CREDENTIAL_")
+    }
+    env.update(TEST_KEYS)
+    env.update(_test_keys_and_broker)
+    env.update(
+        {
+            "EVERESTHOOD_ENV_FILE": "",
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "DATABASE_URL": db_url,
+            "LOG_FILE": str(log_path),
+            "LOG_LEVEL": "INFO",
+            "CELERY_BROKER_POLLING_INTERVAL": "0.02",
+        }
+    )
+    worker = WorkerProcess(
+        env=env,
+        inherit_environment=False,
+        queue=SESSION_QUEUE,
+        log_path=log_dir / "worker-stdout.log",
+    )
+    worker.start(timeout=60)
+    try:
+        yield RunningWorker(process=worker, log_path=log_path)
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def endpoint(canary: str) -> Iterator[CredentialCheckingEndpoint]:
+    with CredentialCheckingEndpoint(canary) as running:
+        yield running
