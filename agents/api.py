@@ -112,7 +112,7 @@ class AgentListApi(OrgScopedAPIView):
         data = validate_input(AgentInput, request)
         agent = services.agent_create(
             org=self.org,
-            acting_user=request.user,  # type: ignore[arg-type]
+            acting_user=self.membership.user,
             name=data["name"],
             tool=data["tool"],
             config=data["config"],
@@ -138,7 +138,7 @@ class AgentDetailApi(OrgScopedAPIView):
         data = validate_input(AgentInput, request, partial=True)
         services.agent_update(
             agent=agent,
-            acting_user=request.user,  # type: ignore[arg-type]
+            acting_user=self.membership.user,
             name=data.get("name"),
             description=data.get("description"),
             config=data.get("config"),
@@ -149,7 +149,7 @@ class AgentDetailApi(OrgScopedAPIView):
     @extend_schema(responses={204: None}, operation_id="agents_delete")
     def delete(self, request: Request, org: str, agent_id: str) -> Response:
         agent = selectors.agent_get(org=self.org, agent_id=agent_id)
-        services.agent_delete(agent=agent, acting_user=request.user)  # type: ignore[arg-type]
+        services.agent_delete(agent=agent, acting_user=self.membership.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -168,7 +168,7 @@ class AgentRunListApi(OrgScopedAPIView):
     @extend_schema(request=None, responses={202: RunOutput}, operation_id="agent_runs_create")
     def post(self, request: Request, org: str, agent_id: str) -> Response:
         agent = selectors.agent_get(org=self.org, agent_id=agent_id)
-        run = services.agent_run_create(agent=agent, acting_user=request.user)  # type: ignore[arg-type]
+        run = services.agent_run_create(agent=agent, acting_user=self.membership.user)
         response = Response(
             RunOutput(selectors.run_get(org=self.org, run_id=run.id)).data,
             status=status.HTTP_202_ACCEPTED,

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -15,7 +15,7 @@ from django.utils import timezone
 from agents.models import Agent, AgentRun, CredentialBinding, Placement, RunStatus, Tool
 from agents.tools import http_request
 from audit.models import ActorType, Outcome
-from audit.services import actor_for_user, record_event
+from audit.services import Actor, Target, record_event
 from config import context, redaction
 from credentials.models import Credential
 from credentials.services import CredentialUnavailableError, credential_decrypt_for_job
@@ -80,15 +80,15 @@ def _write_bindings(*, agent: Agent, bindings: list[BindingSpec]) -> None:
     )
 
 
-def _agent_target(agent: Agent) -> dict[str, str]:
-    return {"target_type": "agent", "target_id": str(agent.id), "target_label": agent.name}
+def _agent_target(agent: Agent) -> Target:
+    return Target("agent", str(agent.id), agent.name)
 
 
 @transaction.atomic
 def agent_create(
     *,
     org: Organization,
-    acting_user: AbstractBaseUser | None,
+    acting_user: User | None,
     name: str,
     tool: str = Tool.HTTP_REQUEST,
     config: dict[str, Any],
@@ -112,8 +112,8 @@ def agent_create(
     record_event(
         action="agent.create",
         org=org,
-        **actor_for_user(acting_user),
-        **_agent_target(agent),
+        actor=Actor.for_user(acting_user),
+        target=_agent_target(agent),
         metadata={"tool": tool, "slots": [b.slot for b in bindings or []]},
     )
     return agent
@@ -123,7 +123,7 @@ def agent_create(
 def agent_update(
     *,
     agent: Agent,
-    acting_user: AbstractBaseUser | None,
+    acting_user: User | None,
     name: str | None = None,
     description: str | None = None,
     config: dict[str, Any] | None = None,
@@ -149,23 +149,26 @@ def agent_update(
         record_event(
             action="agent.update",
             org=agent.org,
-            **actor_for_user(acting_user),
-            **_agent_target(agent),
+            actor=Actor.for_user(acting_user),
+            target=_agent_target(agent),
             metadata={"fields": changed},
         )
     return agent
 
 
 @transaction.atomic
-def agent_delete(*, agent: Agent, acting_user: AbstractBaseUser | None) -> None:
+def agent_delete(*, agent: Agent, acting_user: User | None) -> None:
     record_event(
-        action="agent.delete", org=agent.org, **actor_for_user(acting_user), **_agent_target(agent)
+        action="agent.delete",
+        org=agent.org,
+        actor=Actor.for_user(acting_user),
+        target=_agent_target(agent),
     )
     agent.delete()
 
 
 @transaction.atomic
-def agent_run_create(*, agent: Agent, acting_user: AbstractBaseUser | None) -> AgentRun:
+def agent_run_create(*, agent: Agent, acting_user: User | None) -> AgentRun:
     """Record a queued run and send it to the workers once the transaction commits."""
     from agents.tasks import run_agent
 
@@ -178,10 +181,8 @@ def agent_run_create(*, agent: Agent, acting_user: AbstractBaseUser | None) -> A
     record_event(
         action="agent_run.queue",
         org=agent.org,
-        **actor_for_user(acting_user),
-        target_type="agent_run",
-        target_id=str(run.id),
-        target_label=agent.name,
+        actor=Actor.for_user(acting_user),
+        target=Target("agent_run", str(run.id), agent.name),
         metadata={"agent_id": str(agent.id)},
     )
     run_id = str(run.id)
@@ -205,11 +206,7 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
         return status or "missing"
     run = AgentRun.objects.select_related("agent", "org").get(pk=run_id)
     agent = run.agent
-    actor = {
-        "actor_type": ActorType.AGENT,
-        "actor_id": str(agent.id),
-        "actor_label": agent.name,
-    }
+    actor = Actor(ActorType.AGENT, str(agent.id), agent.name)
     with redaction.secret_scope():
         logger.info("agent run started", extra={"agent_id": str(agent.id), "tool": agent.tool})
         try:
@@ -222,7 +219,7 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
                         org_id=run.org_id,
                         credential_id=binding.credential_id,
                         job_id=str(run.id),
-                        **actor,
+                        actor=actor,
                     ),
                 )
                 for binding in agent.bindings.all()
@@ -233,9 +230,7 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
         return _finish(run, ok=result.ok, output=result.output, error=result.error, actor=actor)
 
 
-def _finish(
-    run: AgentRun, *, ok: bool, output: dict[str, Any], error: str, actor: dict[str, str]
-) -> str:
+def _finish(run: AgentRun, *, ok: bool, output: dict[str, Any], error: str, actor: Actor) -> str:
     status = RunStatus.SUCCEEDED if ok else RunStatus.FAILED
     finished = timezone.now()
     with transaction.atomic():
@@ -248,10 +243,8 @@ def _finish(
         record_event(
             action="agent_run.finish",
             org=run.org,
-            **actor,
-            target_type="agent_run",
-            target_id=str(run.id),
-            target_label=run.agent.name,
+            actor=actor,
+            target=Target("agent_run", str(run.id), run.agent.name),
             outcome=Outcome.SUCCESS if ok else Outcome.FAILURE,
             metadata={"status": status, "error": error[:500]},
         )

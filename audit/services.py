@@ -7,49 +7,60 @@ or roll back together. requestId, jobId, ip and user agent come from the request
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 
 from audit.models import ActorType, AuditEvent, Outcome
 from config import context, redaction
+from orgs.models import Organization
 
 logger = logging.getLogger(__name__)
 
 
-def actor_for_user(user: AbstractBaseUser | AnonymousUser | None) -> dict[str, str]:
-    if user is None or not user.is_authenticated:
-        return {"actor_type": ActorType.ANONYMOUS, "actor_id": "", "actor_label": ""}
-    return {
-        "actor_type": ActorType.USER,
-        "actor_id": str(user.pk),
-        "actor_label": user.get_username(),
-    }
+@dataclass(frozen=True)
+class Actor:
+    type: str
+    id: str = ""
+    label: str = ""
+
+    @classmethod
+    def for_user(cls, user: User | AnonymousUser | None) -> Actor:
+        if user is None or not user.is_authenticated:
+            return cls(ActorType.ANONYMOUS)
+        return cls(ActorType.USER, str(user.pk), user.get_username())
+
+
+SYSTEM = Actor(ActorType.SYSTEM, "", "system")
+
+
+@dataclass(frozen=True)
+class Target:
+    type: str
+    id: str
+    label: str = ""
 
 
 def record_event(
     *,
     action: str,
-    org: Any | None,
-    actor_type: str,
-    actor_id: str = "",
-    actor_label: str = "",
-    target_type: str = "",
-    target_id: str = "",
-    target_label: str = "",
+    org: Organization | None,
+    actor: Actor,
+    target: Target | None = None,
     outcome: str = Outcome.SUCCESS,
     metadata: dict[str, Any] | None = None,
 ) -> AuditEvent:
     ctx = context.current()
     event = AuditEvent.objects.create(
         org=org,
-        actor_type=actor_type,
-        actor_id=actor_id,
-        actor_label=actor_label[:200],
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_label=actor.label[:200],
         action=action,
-        target_type=target_type,
-        target_id=target_id,
-        target_label=target_label[:200],
+        target_type=target.type if target else "",
+        target_id=target.id if target else "",
+        target_label=(target.label if target else "")[:200],
         outcome=outcome,
         request_id=ctx.request_id or "",
         job_id=ctx.job_id or "",
@@ -61,6 +72,6 @@ def record_event(
         "audit %s %s",
         action,
         outcome,
-        extra={"audit": {"action": action, "outcome": outcome, "target_id": target_id}},
+        extra={"audit": {"action": action, "outcome": outcome, "target_id": event.target_id}},
     )
     return event

@@ -59,7 +59,7 @@ def bound(**values: str | None) -> Iterator[Context]:
 
 def activate(**values: str | None) -> Token[Context]:
     """Replace the whole context (a Celery task start); undo with deactivate(token)."""
-    return _current.set(Context(**values))  # type: ignore[arg-type]
+    return _current.set(Context(**values))
 
 
 def deactivate(token: Token[Context]) -> None:

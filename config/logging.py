@@ -87,9 +87,6 @@ class JsonLineFormatter(JsonFormatter):
             json_ensure_ascii=False,
         )
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - stdlib name
-        return redaction.redact_text(super().formatException(ei))
-
 
 def configure_logging(_django_logging: dict[str, Any] | None = None) -> None:
     """Django's LOGGING_CONFIG hook; also called by the Celery worker at start."""

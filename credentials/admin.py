@@ -14,7 +14,7 @@ class CredentialAdmin(admin.ModelAdmin):
     list_display = ["name", "org", "kind", "status", "key_id", "updated_at", "last_used_at"]
     list_filter = ["kind", "status", "key_id"]
     search_fields = ["name", "org__slug"]
-    fields = [
+    fields = readonly_fields = (
         "id",
         "org",
         "name",
@@ -28,8 +28,7 @@ class CredentialAdmin(admin.ModelAdmin):
         "updated_at",
         "secret_updated_at",
         "last_used_at",
-    ]
-    readonly_fields = fields
+    )
     actions = None
 
     def get_queryset(self, request: HttpRequest) -> Any:

@@ -17,7 +17,7 @@ from credentials.models import Credential, CredentialKind
 from orgs.api import OrgScopedAPIView
 
 # DRF's default invalid-choice message quotes the submitted value; ours does not.
-_KIND_ERRORS = {"invalid_choice": f"Must be one of: {', '.join(CredentialKind.values)}."}
+_KIND_ERROR = f"Must be one of: {', '.join(CredentialKind.values)}."
 
 
 class _SecretValidation:
@@ -32,7 +32,9 @@ class CredentialCreateInput(_SecretValidation, serializers.Serializer):
     name = serializers.CharField(max_length=200)
     secret = SecretField()
     kind = serializers.ChoiceField(
-        choices=CredentialKind.choices, default=CredentialKind.API_KEY, error_messages=_KIND_ERRORS
+        choices=CredentialKind.choices,
+        default=CredentialKind.API_KEY,
+        error_messages={"invalid_choice": _KIND_ERROR},
     )
     description = serializers.CharField(
         max_length=2000, required=False, allow_blank=True, default=""
@@ -42,7 +44,9 @@ class CredentialCreateInput(_SecretValidation, serializers.Serializer):
 class CredentialUpdateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     kind = serializers.ChoiceField(
-        choices=CredentialKind.choices, required=False, error_messages=_KIND_ERRORS
+        choices=CredentialKind.choices,
+        required=False,
+        error_messages={"invalid_choice": _KIND_ERROR},
     )
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
 
@@ -60,7 +64,7 @@ class SecretInput(_SecretValidation, serializers.Serializer):
 
 
 class CredentialOutput(serializers.ModelSerializer[Credential]):
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
 
     class Meta:
         model = Credential
@@ -101,8 +105,8 @@ class CredentialListApi(OrgScopedAPIView):
         data = validate_input(CredentialCreateInput, request)
         credential = services.credential_create(
             org=self.org,
-            acting_user=request.user,
-            **data,  # type: ignore[arg-type]
+            acting_user=self.membership.user,
+            **data,
         )
         return Response(CredentialOutput(credential).data, status=status.HTTP_201_CREATED)
 
@@ -129,15 +133,15 @@ class CredentialDetailApi(OrgScopedAPIView):
         data = validate_input(CredentialUpdateInput, request, partial=True)
         credential = services.credential_update_metadata(
             credential=credential,
-            acting_user=request.user,
-            **data,  # type: ignore[arg-type]
+            acting_user=self.membership.user,
+            **data,
         )
         return Response(CredentialOutput(credential).data)
 
     @extend_schema(responses={204: None}, operation_id="credentials_delete")
     def delete(self, request: Request, org: str, credential_id: str) -> Response:
         credential = selectors.credential_get(org=self.org, credential_id=credential_id)
-        services.credential_delete(credential=credential, acting_user=request.user)  # type: ignore[arg-type]
+        services.credential_delete(credential=credential, acting_user=self.membership.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -152,7 +156,7 @@ class CredentialSecretApi(OrgScopedAPIView):
         data = validate_input(SecretInput, request)
         credential = services.credential_replace_secret(
             credential=credential,
-            acting_user=request.user,
-            secret=data["secret"],  # type: ignore[arg-type]
+            acting_user=self.membership.user,
+            secret=data["secret"],
         )
         return Response(CredentialOutput(credential).data)

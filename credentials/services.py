@@ -6,13 +6,13 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit.models import ActorType, Outcome
-from audit.services import actor_for_user, record_event
+from audit.models import Outcome
+from audit.services import Actor, Target, record_event
 from config import redaction
 from credentials import crypto
 from credentials.models import Credential, CredentialKind, CredentialStatus
@@ -48,19 +48,15 @@ def encryption_context(
     )
 
 
-def _target(credential: Credential) -> dict[str, str]:
-    return {
-        "target_type": "credential",
-        "target_id": str(credential.id),
-        "target_label": credential.name,
-    }
+def _target(credential: Credential) -> Target:
+    return Target("credential", str(credential.id), credential.name)
 
 
 @transaction.atomic
 def credential_create(
     *,
     org: Organization,
-    acting_user: AbstractBaseUser | None,
+    acting_user: User | None,
     name: str,
     secret: str,
     kind: str = CredentialKind.API_KEY,
@@ -94,8 +90,8 @@ def credential_create(
     record_event(
         action="credential.create",
         org=org,
-        **actor_for_user(acting_user),
-        **_target(credential),
+        actor=Actor.for_user(acting_user),
+        target=_target(credential),
         metadata={"kind": kind, "key_id": sealed.key_id},
     )
     return credential
@@ -105,7 +101,7 @@ def credential_create(
 def credential_update_metadata(
     *,
     credential: Credential,
-    acting_user: AbstractBaseUser | None,
+    acting_user: User | None,
     name: str | None = None,
     kind: str | None = None,
     description: str | None = None,
@@ -131,8 +127,8 @@ def credential_update_metadata(
     record_event(
         action="credential.update",
         org=credential.org,
-        **actor_for_user(acting_user),
-        **_target(credential),
+        actor=Actor.for_user(acting_user),
+        target=_target(credential),
         metadata={"fields": sorted(k for k in changes if k != "updated_at")},
     )
     return credential
@@ -140,7 +136,7 @@ def credential_update_metadata(
 
 @transaction.atomic
 def credential_replace_secret(
-    *, credential: Credential, acting_user: AbstractBaseUser | None, secret: str
+    *, credential: Credential, acting_user: User | None, secret: str
 ) -> Credential:
     """A new secret gets a new data key under the active KEK; a compromised one becomes active."""
     validate_secret(secret)
@@ -165,20 +161,20 @@ def credential_replace_secret(
     record_event(
         action="credential.replace",
         org=credential.org,
-        **actor_for_user(acting_user),
-        **_target(credential),
+        actor=Actor.for_user(acting_user),
+        target=_target(credential),
         metadata={"key_id": sealed.key_id, "previous_status": previous_status},
     )
     return credential
 
 
 @transaction.atomic
-def credential_delete(*, credential: Credential, acting_user: AbstractBaseUser | None) -> None:
+def credential_delete(*, credential: Credential, acting_user: User | None) -> None:
     record_event(
         action="credential.delete",
         org=credential.org,
-        **actor_for_user(acting_user),
-        **_target(credential),
+        actor=Actor.for_user(acting_user),
+        target=_target(credential),
         metadata={"key_id": credential.key_id},
     )
     Credential.objects.filter(pk=credential.pk).delete()
@@ -193,9 +189,7 @@ def credential_decrypt_for_job(
     org_id: uuid.UUID,
     credential_id: uuid.UUID,
     job_id: str,
-    actor_type: str = ActorType.AGENT,
-    actor_id: str = "",
-    actor_label: str = "",
+    actor: Actor,
     now: Any = None,
 ) -> str:
     """Decrypt one credential inside a worker job. Every attempt is audited.
@@ -203,7 +197,6 @@ def credential_decrypt_for_job(
     The plaintext is registered with the log redactor for the rest of the job before it is
     returned, so nothing the job logs afterwards can carry it.
     """
-    actor = {"actor_type": actor_type, "actor_id": actor_id, "actor_label": actor_label}
     credential = (
         Credential.objects.select_related("org").filter(pk=credential_id, org_id=org_id).first()
     )
@@ -215,8 +208,8 @@ def credential_decrypt_for_job(
             record_event(
                 action="credential.decrypt",
                 org=credential.org,
-                **actor,
-                **target,
+                actor=actor,
+                target=target,
                 outcome=Outcome.DENIED,
                 metadata={"reason": credential.status},
             )
@@ -249,8 +242,8 @@ def credential_decrypt_for_job(
             record_event(
                 action="credential.decrypt_failed",
                 org=credential.org,
-                **actor,
-                **target,
+                actor=actor,
+                target=target,
                 outcome=Outcome.FAILURE,
                 metadata={"key_id": credential.key_id, "reason": reason},
             )
@@ -263,8 +256,8 @@ def credential_decrypt_for_job(
         record_event(
             action="credential.decrypt",
             org=credential.org,
-            **actor,
-            **target,
+            actor=actor,
+            target=target,
             metadata={"key_id": credential.key_id},
         )
     return plaintext

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, TypeVar
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Model, QuerySet
 from django.http import Http404
 
@@ -18,13 +18,13 @@ from orgs.models import Membership, Organization
 M = TypeVar("M", bound=Model)
 
 
-def memberships_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Membership]:
+def memberships_for_user(user: User | AnonymousUser) -> QuerySet[Membership]:
     if not user.is_authenticated:
         return Membership.objects.none()
     return Membership.objects.filter(user=user).select_related("org").order_by("org__slug")
 
 
-def get_membership_or_404(*, user: AbstractBaseUser | AnonymousUser, org_slug: str) -> Membership:
+def get_membership_or_404(*, user: User | AnonymousUser, org_slug: str) -> Membership:
     """The user's membership in the org named by slug; 404 for strangers and unknown slugs."""
     membership = memberships_for_user(user).filter(org__slug=org_slug).first()
     if membership is None:
