@@ -206,6 +206,7 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
         return status or "missing"
     run = AgentRun.objects.select_related("agent", "org").get(pk=run_id)
     agent = run.agent
+    context.update(org=run.org.slug)
     actor = Actor(ActorType.AGENT, str(agent.id), agent.name)
     with redaction.secret_scope():
         logger.info("agent run started", extra={"agent_id": str(agent.id), "tool": agent.tool})

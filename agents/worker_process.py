@@ -46,6 +46,7 @@ class WorkerProcess:
             sys.executable,
             "-m",
             "celery",
+            "--quiet",  # no banner: every line the worker writes is a JSON log record
             "-A",
             "config",
             "worker",

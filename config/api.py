@@ -6,28 +6,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers, status
-from rest_framework.renderers import BrowsableAPIRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-
-class WriteOnlyBrowsableAPIRenderer(BrowsableAPIRenderer):
-    """The browsable API without HTML forms built from serializers.
-
-    DRF re-renders a failed form with the submitted values (write-only fields included), which
-    would put a secret back into the page. Only the raw-content form stays, and it is always
-    empty.
-    """
-
-    def get_rendered_html_form(self, data: Any, view: Any, method: str, request: Any) -> Any:
-        return None
-
-    def get_raw_data_form(self, data: Any, view: Any, method: str, request: Any) -> Any:
-        form = super().get_raw_data_form(data, view, method, request)
-        if form is not None:
-            form.initial = {**form.initial, "_content": ""}
-        return form
+from config import context
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -71,3 +55,13 @@ def validate_input(
     serializer = serializer_class(data=request.data, partial=partial)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+class VaultAPIView(APIView):
+    """Base of every API view: once DRF has authenticated the request (session now, tokens
+    later), the user joins the request context of every log line and audit event."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        if request.user and request.user.is_authenticated:
+            context.update(user=request.user.get_username())

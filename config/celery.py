@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -33,14 +34,22 @@ def tune_embedded_broker() -> None:
 
 @signals.worker_init.connect
 def _on_worker_init(**kwargs: Any) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
     from config.logging import configure_logging
     from config.startup import verify_startup
-    from credentials.crypto import enable_decryption, get_keyring
+    from credentials.crypto import KeyConfigurationError, enable_decryption, get_keyring
 
     configure_logging()
     tune_embedded_broker()
-    verify_startup()
-    get_keyring()
+    try:
+        verify_startup()
+        get_keyring()
+    except (ImproperlyConfigured, KeyConfigurationError) as exc:
+        # Celery logs and swallows exceptions from signal handlers; a worker with bad key
+        # configuration must not start consuming, so exit here with the reason.
+        logging.getLogger("everesthood.startup").critical("%s", exc)
+        raise SystemExit(1) from None
     enable_decryption()
 
 

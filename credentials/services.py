@@ -230,34 +230,33 @@ def credential_decrypt_for_job(
     )
     try:
         plaintext = crypto.open_sealed(sealed, context=context).decode("utf-8")
-    except crypto.CryptoError as exc:
-        reason = (
-            f"key {exc.key_id} is not configured"
-            if isinstance(exc, crypto.KeyNotConfiguredError)
-            else f"ciphertext failed authentication under key {credential.key_id}"
-            if isinstance(exc, crypto.DecryptionError)
-            else str(exc)
-        )
+    except crypto.KeyNotConfiguredError as exc:
+        reason = f"key {exc.key_id} is not configured"
+    except crypto.DecryptionError:
+        reason = f"ciphertext failed authentication under key {credential.key_id}"
+    else:
+        redaction.register_secret(plaintext)
         with transaction.atomic():
+            Credential.objects.filter(pk=credential.pk).update(last_used_at=now or timezone.now())
             record_event(
-                action="credential.decrypt_failed",
+                action="credential.decrypt",
                 org=credential.org,
                 actor=actor,
                 target=target,
-                outcome=Outcome.FAILURE,
-                metadata={"key_id": credential.key_id, "reason": reason},
+                metadata={"key_id": credential.key_id},
             )
-        raise CredentialUnavailableError(
-            f"credential {credential.name!r} could not be decrypted: {reason}"
-        ) from None
-    redaction.register_secret(plaintext)
+        return plaintext
+    # DecryptionNotAllowedError is not caught: decrypting outside a worker is a programming
+    # error, and it must surface as itself.
     with transaction.atomic():
-        Credential.objects.filter(pk=credential.pk).update(last_used_at=now or timezone.now())
         record_event(
-            action="credential.decrypt",
+            action="credential.decrypt_failed",
             org=credential.org,
             actor=actor,
             target=target,
-            metadata={"key_id": credential.key_id},
+            outcome=Outcome.FAILURE,
+            metadata={"key_id": credential.key_id, "reason": reason},
         )
-    return plaintext
+    raise CredentialUnavailableError(
+        f"credential {credential.name!r} could not be decrypted: {reason}"
+    )

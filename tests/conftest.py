@@ -59,7 +59,12 @@ def _test_keys_and_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         result_backend=result_backend,
         task_default_queue=SESSION_QUEUE,
     )
-    with override_settings(CREDENTIAL_KEYS=dict(TEST_KEYS), AGENT_CREDENTIAL_ACTIVE_KEY=None):
+    with override_settings(
+        CREDENTIAL_KEYS=dict(TEST_KEYS),
+        AGENT_CREDENTIAL_ACTIVE_KEY=None,
+        # Personas are made for almost every test; PBKDF2 would dominate the suite's time.
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+    ):
         yield celery_env
 
 

@@ -1,0 +1,25 @@
+"""Renderers, in a module of their own: DRF imports them while rest_framework.views loads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.renderers import BrowsableAPIRenderer
+
+
+class WriteOnlyBrowsableAPIRenderer(BrowsableAPIRenderer):
+    """The browsable API without HTML forms built from serializers.
+
+    DRF re-renders a failed form with the submitted values (write-only fields included), which
+    would put a secret back into the page. Only the raw-content form stays, and it is always
+    empty.
+    """
+
+    def get_rendered_html_form(self, data: Any, view: Any, method: str, request: Any) -> Any:
+        return None
+
+    def get_raw_data_form(self, data: Any, view: Any, method: str, request: Any) -> Any:
+        form = super().get_raw_data_form(data, view, method, request)
+        if form is not None:
+            form.initial = {**form.initial, "_content": ""}
+        return form
