@@ -10,7 +10,7 @@ from django.db import connection
 Envelope = tuple[str, bytes, bytes]
 
 
-def _pk(credential_id: uuid.UUID | str) -> object:
+def _pk(credential_id: uuid.UUID | str) -> uuid.UUID | str:
     key = uuid.UUID(str(credential_id))
     return key.hex if connection.vendor == "sqlite" else key
 

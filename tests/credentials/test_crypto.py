@@ -59,12 +59,12 @@ def test_every_seal_uses_a_fresh_data_key_and_nonce(ring):
 
 def test_stored_form_holds_neither_plaintext_nor_a_clear_data_key(ring):
     captured: list[bytes] = []
-    sealed = crypto.seal(
-        b"PLAINTEXT-MARKER",
-        context=_context(),
-        keyring=ring,
-        rng=lambda n: captured.append(b := secrets.token_bytes(n)) or b,
-    )
+
+    def recording_rng(n: int) -> bytes:
+        captured.append(secrets.token_bytes(n))
+        return captured[-1]
+
+    sealed = crypto.seal(b"PLAINTEXT-MARKER", context=_context(), keyring=ring, rng=recording_rng)
     data_key = next(b for b in captured if len(b) == 32)
     for stored in (sealed.wrapped_data_key, sealed.ciphertext):
         assert b"PLAINTEXT-MARKER" not in stored
@@ -94,7 +94,7 @@ def test_any_flipped_bit_fails_authentication(ring, as_worker, field, position):
     sealed = crypto.seal(b"secret", context=context, keyring=ring)
     data = bytearray(getattr(sealed, field))
     data[position] ^= 0x01
-    tampered = replace(sealed, **{field: bytes(data)})
+    tampered = replace(sealed, **{field: bytes(data)})  # type: ignore[arg-type]
     with pytest.raises(crypto.DecryptionError):
         crypto.open_sealed(tampered, context=context, keyring=ring)
 

@@ -1,0 +1,135 @@
+"""Credential pages. Secrets are accepted on two forms and never rendered anywhere."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods
+
+from config.forms import add_service_errors
+from credentials import selectors, services
+from credentials.forms import CredentialCreateForm, SecretReplaceForm
+from credentials.models import Credential
+from orgs.models import Membership
+from orgs.views import org_view, render_org_page
+
+PAGE_SIZE = 50
+
+
+def _bound_agent_names(credential: Credential) -> list[str]:
+    # Through the org-scoped credential, so only this org's agents can appear.
+    return sorted(set(credential.bindings.values_list("agent__name", flat=True)))
+
+
+@require_GET
+@org_view("credential.view")
+def credential_list(request: HttpRequest, membership: Membership) -> HttpResponse:
+    credentials = selectors.credential_list(org=membership.org)
+    page = Paginator(credentials, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render_org_page(
+        request,
+        membership,
+        "credentials/credential_list.html",
+        {"page": page},
+        section="credentials",
+    )
+
+
+@sensitive_post_parameters("secret")
+@never_cache
+@require_http_methods(["GET", "POST"])
+@org_view("credential.create")
+def credential_create(request: HttpRequest, membership: Membership) -> HttpResponse:
+    form = CredentialCreateForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            credential = services.credential_create(
+                org=membership.org,
+                acting_user=membership.user,
+                name=form.cleaned_data["name"],
+                kind=form.cleaned_data["kind"],
+                description=form.cleaned_data["description"],
+                secret=form.cleaned_data["secret"],
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Credential “{credential.name}” created.")
+            return redirect("ui:credential", org=membership.org.slug, credential_id=credential.id)
+    return render_org_page(
+        request,
+        membership,
+        "credentials/credential_create.html",
+        {"form": form},
+        section="credentials",
+    )
+
+
+@require_GET
+@org_view("credential.view")
+def credential_detail(
+    request: HttpRequest, membership: Membership, credential_id: str
+) -> HttpResponse:
+    credential = selectors.credential_get(org=membership.org, credential_id=credential_id)
+    return render_org_page(
+        request,
+        membership,
+        "credentials/credential_detail.html",
+        {"credential": credential, "bound_agents": _bound_agent_names(credential)},
+        section="credentials",
+    )
+
+
+@sensitive_post_parameters("secret")
+@never_cache
+@require_http_methods(["GET", "POST"])
+@org_view("credential.change")
+def credential_replace(
+    request: HttpRequest, membership: Membership, credential_id: str
+) -> HttpResponse:
+    credential = selectors.credential_get(org=membership.org, credential_id=credential_id)
+    form = SecretReplaceForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            services.credential_replace_secret(
+                credential=credential,
+                acting_user=membership.user,
+                secret=form.cleaned_data["secret"],
+            )
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Secret of “{credential.name}” replaced.")
+            return redirect("ui:credential", org=membership.org.slug, credential_id=credential.id)
+    return render_org_page(
+        request,
+        membership,
+        "credentials/credential_replace.html",
+        {"credential": credential, "form": form},
+        section="credentials",
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@org_view("credential.delete")
+def credential_delete(
+    request: HttpRequest, membership: Membership, credential_id: str
+) -> HttpResponse:
+    credential = selectors.credential_get(org=membership.org, credential_id=credential_id)
+    if request.method == "POST":
+        name = credential.name
+        services.credential_delete(credential=credential, acting_user=membership.user)
+        messages.success(request, f"Credential “{name}” deleted.")
+        return redirect("ui:credentials", org=membership.org.slug)
+    return render_org_page(
+        request,
+        membership,
+        "credentials/credential_confirm_delete.html",
+        {"credential": credential, "bound_agents": _bound_agent_names(credential)},
+        section="credentials",
+    )
