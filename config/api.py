@@ -65,3 +65,12 @@ class VaultAPIView(APIView):
         super().initial(request, *args, **kwargs)
         if request.user and request.user.is_authenticated:
             context.update(user=request.user.get_username())
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # Nothing the API answers belongs in a shared or browser cache: metadata of secrets
+        # is still sensitive, and a cached 200 would outlive a revoked session.
+        response["Cache-Control"] = "no-store"
+        return response

@@ -44,6 +44,7 @@ def test_create_answers_metadata_only(personas, api_for, canary):
     assert body["status"] == "active"
     assert body["created_by"] == "member"
     assert canary not in response.content.decode()
+    assert response["Cache-Control"] == "no-store"
 
 
 def test_every_read_and_write_answer_omits_the_secret(personas, api_for, canary):
