@@ -131,7 +131,9 @@ def test_canary_never_leaves_the_worker_in_logs_messages_results_rows_or_files(
         json.loads(line) for line in celery_worker.log_text().splitlines() if line.strip()
     ]
     job_lines = [line for line in worker_lines if line.get("jobId") == str(run.id)]
-    assert {"agent run started", "agent run succeeded"} <= {line["message"] for line in job_lines}
+    messages = [line["message"] for line in job_lines]
+    assert {"agent run started", "agent run succeeded"} <= set(messages)
+    assert any(m.startswith("Task agents.run_agent[") and m.endswith("received") for m in messages)
     assert all(line["requestId"] == run.request_id for line in job_lines if run.request_id)
     assert AsyncResult(str(run.id)).get(timeout=10) == "succeeded"
 
