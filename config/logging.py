@@ -27,13 +27,14 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = context.current()
         record.requestId = ctx.request_id
-        record.jobId = ctx.job_id
-        if record.jobId is None and record.name.startswith("celery."):
+        job_id = ctx.job_id
+        if job_id is None and record.name.startswith("celery."):
             # Celery's own "Task ... received" line is logged before the task's context
             # exists; its `data` carries the task id, which is our jobId.
             data = getattr(record, "data", None)
             if isinstance(data, dict) and isinstance(data.get("id"), str):
-                record.jobId = data["id"]
+                job_id = data["id"]
+        record.jobId = job_id
         record.org = ctx.org
         record.user = ctx.user
         record.trace_id, record.span_id = _trace_ids()
