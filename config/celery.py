@@ -89,6 +89,7 @@ def _on_task_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any)
         (getattr(request, "headers", None) or {}).get(REQUEST_ID_HEADER)
     )
     token = context.activate(request_id=request_id, job_id=task_id)
+    _drop_unusable_connections()
     if task_id:
         _task_tokens[task_id] = token
 
@@ -97,6 +98,16 @@ def _on_task_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any)
 def _on_task_postrun(task_id: str | None = None, **kwargs: Any) -> None:
     from config import context
 
+    _drop_unusable_connections()
     token = _task_tokens.pop(task_id or "", None)
     if token is not None:
         context.deactivate(token)
+
+
+def _drop_unusable_connections() -> None:
+    # What Django does around every request: close a connection that is broken or older than
+    # CONN_MAX_AGE, so a worker that reuses connections (CELERY_DB_REUSE_MAX) survives a
+    # database restart or failover after one failed task at most.
+    from django.db import close_old_connections
+
+    close_old_connections()
