@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -11,11 +13,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from audit.models import Outcome
+from audit.models import ActorType, Outcome
 from audit.services import Actor, Target, record_event
 from config import redaction
-from credentials import crypto
-from credentials.models import Credential, CredentialKind, CredentialStatus
+from credentials import crypto, rotation
+from credentials.models import Credential, CredentialKind, CredentialStatus, KeyUsage
 from orgs.models import Organization
 
 DUPLICATE_NAME = "A credential with this name already exists in this organisation."
@@ -87,6 +89,7 @@ def credential_create(
             credential.save(force_insert=True)
     except IntegrityError:
         raise ValidationError({"name": [DUPLICATE_NAME]}) from None
+    KeyUsage.objects.add_wraps(key_id=sealed.key_id)
     record_event(
         action="credential.create",
         org=org,
@@ -155,6 +158,7 @@ def credential_replace_secret(
         "status": CredentialStatus.ACTIVE,
     }
     Credential.objects.filter(pk=credential.pk).update(**changes)
+    KeyUsage.objects.add_wraps(key_id=sealed.key_id)
     previous_status = credential.status
     for field in ("key_id", "format_version", "secret_updated_at", "updated_at", "status"):
         setattr(credential, field, changes[field])
@@ -234,6 +238,10 @@ def credential_decrypt_for_job(
         reason = f"key {exc.key_id} is not configured"
     except crypto.DecryptionError:
         reason = f"ciphertext failed authentication under key {credential.key_id}"
+    except crypto.KeyProviderError as exc:
+        # The key service is throttling, unreachable or refusing: the run fails now, after the
+        # client's bounded retries, and is not retried as a whole (no retry storm).
+        reason = str(exc)
     else:
         redaction.register_secret(plaintext)
         with transaction.atomic():
@@ -260,3 +268,193 @@ def credential_decrypt_for_job(
     raise CredentialUnavailableError(
         f"credential {credential.name!r} could not be decrypted: {reason}"
     )
+
+
+# --- key lifecycle (manage.py credential_keys) -----------------------------------------------
+
+
+class KeyLifecycleError(Exception):
+    """An operator's key command cannot proceed; the message says why and what to do."""
+
+
+def operator_actor() -> Actor:
+    """Operator commands run on a host, not in a session: the OS account is who did it."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "unknown"
+    return Actor(ActorType.SYSTEM, "credential_keys", f"manage.py credential_keys ({who})")
+
+
+def _keyring() -> crypto.Keyring:
+    try:
+        return crypto.get_keyring()
+    except crypto.KeyConfigurationError as exc:
+        raise KeyLifecycleError(str(exc)) from None
+
+
+def _require_configured(ring: crypto.Keyring, key_id: str) -> None:
+    if key_id not in ring:
+        where = crypto.key_variable(key_id)
+        hint = (
+            f"set {where}"
+            if where != crypto.KMS_KEYS_VARIABLE
+            else f"add it to {crypto.KMS_KEYS_VARIABLE}"
+        )
+        raise KeyLifecycleError(
+            f"key {key_id} is not configured: {hint} (configured: {', '.join(ring.key_ids)})"
+        )
+
+
+def _key_target(key_id: str) -> Target:
+    return Target("credential_key", key_id, key_id)
+
+
+def credential_keys_rotate(
+    *,
+    to_key_id: str,
+    batch_size: int = rotation.DEFAULT_BATCH_SIZE,
+    reencrypt: bool = False,
+    org: Organization | None = None,
+    on_batch: rotation.ProgressCallback | None = None,
+) -> rotation.RotationResult:
+    """Move every credential (of ``org``, or all) onto ``to_key_id``; see credentials.rotation.
+
+    Refuses unless the target is the active key: new writes must already go to the target, or
+    the rotation would chase rows that keep arriving under the old key. Writes an audit event
+    when it starts (so an interrupted run is visible) and one with the counts when it ends.
+    """
+    if not 1 <= batch_size <= rotation.MAX_BATCH_SIZE:
+        raise KeyLifecycleError(f"--batch-size must be between 1 and {rotation.MAX_BATCH_SIZE}")
+    ring = _keyring()
+    _require_configured(ring, to_key_id)
+    if ring.active_key_id != to_key_id:
+        raise KeyLifecycleError(
+            f"{to_key_id} is not the active key ({ring.active_key_id} is): set "
+            f"{crypto.ACTIVE_KEY_VARIABLE}={to_key_id} for the web and the workers (and here), "
+            f"restart them, then rotate"
+        )
+    org_id = org.id if org is not None else None
+    with transaction.atomic():
+        record_event(
+            action="credential_keys.rotate_start",
+            org=org,
+            actor=operator_actor(),
+            target=_key_target(to_key_id),
+            metadata={
+                "to": to_key_id,
+                "reencrypt": reencrypt,
+                "batch_size": batch_size,
+                "rows_by_key": rotation.rows_by_key(org_id),
+            },
+        )
+    result = rotation.rotate(
+        target_key_id=to_key_id,
+        batch_size=batch_size,
+        reencrypt=reencrypt,
+        org_id=org_id,
+        keyring=ring,
+        on_batch=on_batch,
+    )
+    with transaction.atomic():
+        record_event(
+            action="credential_keys.rotate",
+            org=org,
+            actor=operator_actor(),
+            target=_key_target(to_key_id),
+            outcome=Outcome.SUCCESS if result.complete else Outcome.FAILURE,
+            metadata={
+                "to": to_key_id,
+                "reencrypt": reencrypt,
+                "rewrapped": result.rewrapped,
+                "changed_concurrently": result.concurrent,
+                "batches": result.batches,
+                "passes": result.passes,
+                "failed": len(result.failures),
+                "failed_ids": [f.credential_id for f in result.failures[:100]],
+                "remaining": result.remaining,
+                "interrupted": result.interrupted,
+                "error": result.error,
+                "rows_before": result.rows_before,
+                "rows_after": result.rows_after,
+            },
+        )
+    return result
+
+
+def credential_keys_verify(
+    *, org: Organization | None = None, batch_size: int = rotation.DEFAULT_BATCH_SIZE
+) -> rotation.VerifyResult:
+    """Decrypt every credential in scope (worker role); one audit event with the counts."""
+    ring = _keyring()
+    try:
+        result = rotation.verify(
+            org_id=org.id if org is not None else None, batch_size=batch_size, keyring=ring
+        )
+    except crypto.KeyProviderError as exc:
+        with transaction.atomic():
+            record_event(
+                action="credential_keys.verify",
+                org=org,
+                actor=operator_actor(),
+                outcome=Outcome.FAILURE,
+                metadata={"error": str(exc)},
+            )
+        raise KeyLifecycleError(f"verification stopped: {exc}") from None
+    with transaction.atomic():
+        record_event(
+            action="credential_keys.verify",
+            org=org,
+            actor=operator_actor(),
+            outcome=Outcome.FAILURE if result.failures else Outcome.SUCCESS,
+            metadata={
+                "checked": result.checked,
+                "ok_by_key": result.ok_by_key,
+                "failed_by_key": result.failed_by_key,
+                "failed_ids": [f.credential_id for f in result.failures[:100]],
+            },
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class RetireResult:
+    key_id: str
+    variable: str
+    wraps: int
+
+
+def credential_keys_retire(*, key_id: str) -> RetireResult:
+    """Confirm a key can go: no row uses it and it is not the active key. Changes no key (keys
+    live in the environment); the operator removes the variable afterwards."""
+    ring = _keyring()
+    in_use = Credential.objects.filter(key_id=key_id).count()
+    wraps = KeyUsage.objects.filter(key_id=key_id).values_list("wraps", flat=True).first() or 0
+    if key_id not in ring and not in_use:
+        raise KeyLifecycleError(
+            f"unknown key id {key_id}: it is not configured and no credential uses it "
+            f"(configured: {', '.join(ring.key_ids)})"
+        )
+    refusal = ""
+    if in_use:
+        refusal = (
+            f"{in_use} credential(s) still use {key_id}: rotate them first "
+            f"(credential_keys rotate --to {ring.active_key_id})"
+        )
+    elif key_id == ring.active_key_id:
+        refusal = (
+            f"{key_id} is the active key: set {crypto.ACTIVE_KEY_VARIABLE} to another key, "
+            f"rotate onto it, then retire {key_id}"
+        )
+    with transaction.atomic():
+        record_event(
+            action="credential_keys.retire",
+            org=None,
+            actor=operator_actor(),
+            target=_key_target(key_id),
+            outcome=Outcome.DENIED if refusal else Outcome.SUCCESS,
+            metadata={"rows": in_use, "wraps": wraps, "reason": refusal},
+        )
+    if refusal:
+        raise KeyLifecycleError(refusal)
+    return RetireResult(key_id=key_id, variable=crypto.key_variable(key_id), wraps=wraps)
