@@ -51,7 +51,7 @@ def check_credential_keys(
 def _stored_usage() -> tuple[dict[str, int], dict[str, int]]:
     """Rows per stored key id and wraps per key id; empty before the tables are migrated."""
     from credentials.models import Credential, KeyUsage
-    from credentials.rotation import rows_by_key, wraps_by_key
+    from credentials.selectors import rows_by_key, wraps_by_key
 
     tables = set(connections[DEFAULT_DB_ALIAS].introspection.table_names())
     stored = rows_by_key() if Credential._meta.db_table in tables else {}

@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, QuerySet
 
 from credentials import crypto
 from credentials.models import Credential, KeyUsage
+from credentials.selectors import credentials_in_scope, rows_by_key
 
 DEFAULT_BATCH_SIZE = 1000
 MAX_BATCH_SIZE = 10_000
@@ -85,20 +85,6 @@ class RotationResult:
     @property
     def complete(self) -> bool:
         return not (self.interrupted or self.error or self.failures or self.remaining)
-
-
-def credentials_in_scope(org_id: uuid.UUID | None) -> QuerySet[Credential]:
-    queryset = Credential.objects.all()
-    return queryset.filter(org_id=org_id) if org_id is not None else queryset
-
-
-def rows_by_key(org_id: uuid.UUID | None = None) -> dict[str, int]:
-    rows = credentials_in_scope(org_id).values("key_id").annotate(n=Count("id")).order_by()
-    return {row["key_id"]: row["n"] for row in rows}
-
-
-def wraps_by_key() -> dict[str, int]:
-    return dict(KeyUsage.objects.values_list("key_id", "wraps"))
 
 
 def rotate(

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import uuid
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
-from credentials.models import Credential
+from credentials import crypto
+from credentials.models import Credential, KeyUsage
 from orgs.models import Organization
 from orgs.selectors import get_scoped_or_404, scoped
 
@@ -18,3 +21,73 @@ def credential_list(*, org: Organization) -> QuerySet[Credential]:
 
 def credential_get(*, org: Organization, credential_id: Any) -> Credential:
     return get_scoped_or_404(Credential.objects.defer(*_METADATA_ONLY), org=org, pk=credential_id)
+
+
+# --- keys: counts across all organisations, for operator commands and startup checks ------
+
+
+def credentials_in_scope(org_id: uuid.UUID | None) -> QuerySet[Credential]:
+    queryset = Credential.objects.all()
+    return queryset.filter(org_id=org_id) if org_id is not None else queryset
+
+
+def rows_by_key(org_id: uuid.UUID | None = None) -> dict[str, int]:
+    rows = credentials_in_scope(org_id).values("key_id").annotate(n=Count("id")).order_by()
+    return {row["key_id"]: row["n"] for row in rows}
+
+
+def wraps_by_key() -> dict[str, int]:
+    return dict(KeyUsage.objects.values_list("key_id", "wraps"))
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    key_id: str
+    provider: str
+    configured: bool
+    active: bool
+    credentials: int
+    wraps: int
+
+    @property
+    def retirable(self) -> bool:
+        """Configured, not the active key, and no row uses it: its variable can go."""
+        return self.configured and not self.active and self.credentials == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "retirable": self.retirable}
+
+
+def credential_key_status(*, keyring: crypto.Keyring) -> list[KeyStatus]:
+    """Every key id that is configured, stored on a row, or has ever wrapped a data key."""
+    rows = rows_by_key()
+    wraps = wraps_by_key()
+    key_ids = set(keyring.key_ids) | set(rows) | set(wraps)
+    return [
+        KeyStatus(
+            key_id=key_id,
+            provider=crypto.provider_name(key_id),
+            configured=key_id in keyring,
+            active=key_id == keyring.active_key_id,
+            credentials=rows.get(key_id, 0),
+            wraps=wraps.get(key_id, 0),
+        )
+        for key_id in sorted(key_ids, key=_key_order)
+    ]
+
+
+def _key_order(key_id: str) -> tuple[str, int, str]:
+    """local:v2 before local:v10; then the KMS keys by name."""
+    provider, _, name = key_id.partition(":")
+    version = int(name[1:]) if provider == crypto.LOCAL and name[1:].isdigit() else 0
+    return (provider, version, name)
+
+
+def used_local_versions() -> set[int]:
+    """Local key versions that rows or the wrap counters name (configured or not)."""
+    versions = set()
+    for key_id in set(rows_by_key()) | set(wraps_by_key()):
+        provider, _, name = key_id.partition(":")
+        if provider == crypto.LOCAL and name.startswith("v") and name[1:].isdigit():
+            versions.add(int(name[1:]))
+    return versions

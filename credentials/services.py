@@ -16,7 +16,7 @@ from django.utils import timezone
 from audit.models import ActorType, Outcome
 from audit.services import Actor, Target, record_event
 from config import redaction
-from credentials import crypto, rotation
+from credentials import crypto, rotation, selectors
 from credentials.models import Credential, CredentialKind, CredentialStatus, KeyUsage
 from orgs.models import Organization
 
@@ -310,19 +310,13 @@ def _key_target(key_id: str) -> Target:
     return Target("credential_key", key_id, key_id)
 
 
-def credential_keys_rotate(
-    *,
-    to_key_id: str,
-    batch_size: int = rotation.DEFAULT_BATCH_SIZE,
-    reencrypt: bool = False,
-    org: Organization | None = None,
-    on_batch: rotation.ProgressCallback | None = None,
-) -> rotation.RotationResult:
-    """Move every credential (of ``org``, or all) onto ``to_key_id``; see credentials.rotation.
+def credential_keys_rotation_plan(
+    *, to_key_id: str, batch_size: int = rotation.DEFAULT_BATCH_SIZE, org: Organization | None
+) -> dict[str, int]:
+    """Check that a rotation onto ``to_key_id`` may start; rows per key id in scope.
 
-    Refuses unless the target is the active key: new writes must already go to the target, or
-    the rotation would chase rows that keep arriving under the old key. Writes an audit event
-    when it starts (so an interrupted run is visible) and one with the counts when it ends.
+    The target must be the active key: new writes must already go to it, or the rotation
+    would chase rows that keep arriving under the old key.
     """
     if not 1 <= batch_size <= rotation.MAX_BATCH_SIZE:
         raise KeyLifecycleError(f"--batch-size must be between 1 and {rotation.MAX_BATCH_SIZE}")
@@ -334,6 +328,22 @@ def credential_keys_rotate(
             f"{crypto.ACTIVE_KEY_VARIABLE}={to_key_id} for the web and the workers (and here), "
             f"restart them, then rotate"
         )
+    return selectors.rows_by_key(org.id if org is not None else None)
+
+
+def credential_keys_rotate(
+    *,
+    to_key_id: str,
+    batch_size: int = rotation.DEFAULT_BATCH_SIZE,
+    reencrypt: bool = False,
+    org: Organization | None = None,
+    on_batch: rotation.ProgressCallback | None = None,
+) -> rotation.RotationResult:
+    """Move every credential (of ``org``, or all) onto ``to_key_id``; see credentials.rotation
+    and credential_keys_rotation_plan. Writes an audit event when it starts (so an interrupted
+    or killed run is visible) and one with the counts when it ends."""
+    ring = _keyring()
+    credential_keys_rotation_plan(to_key_id=to_key_id, batch_size=batch_size, org=org)
     org_id = org.id if org is not None else None
     with transaction.atomic():
         record_event(
@@ -345,7 +355,7 @@ def credential_keys_rotate(
                 "to": to_key_id,
                 "reencrypt": reencrypt,
                 "batch_size": batch_size,
-                "rows_by_key": rotation.rows_by_key(org_id),
+                "rows_by_key": selectors.rows_by_key(org_id),
             },
         )
     result = rotation.rotate(
@@ -436,15 +446,15 @@ def credential_keys_retire(*, key_id: str) -> RetireResult:
             f"(configured: {', '.join(ring.key_ids)})"
         )
     refusal = ""
-    if in_use:
+    if key_id == ring.active_key_id:
+        refusal = (
+            f"{key_id} is the active key (new credentials are sealed with it): set "
+            f"{crypto.ACTIVE_KEY_VARIABLE} to another key, rotate onto it, then retire {key_id}"
+        )
+    elif in_use:
         refusal = (
             f"{in_use} credential(s) still use {key_id}: rotate them first "
             f"(credential_keys rotate --to {ring.active_key_id})"
-        )
-    elif key_id == ring.active_key_id:
-        refusal = (
-            f"{key_id} is the active key: set {crypto.ACTIVE_KEY_VARIABLE} to another key, "
-            f"rotate onto it, then retire {key_id}"
         )
     with transaction.atomic():
         record_event(
