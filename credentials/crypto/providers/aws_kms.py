@@ -130,8 +130,9 @@ class AwsKmsKeyProvider:
             connect_timeout=settings.timeout_seconds,
             read_timeout=settings.timeout_seconds,
             # "standard" retries throttling and transient errors with jittered exponential
-            # backoff; max_attempts counts the first attempt.
-            retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+            # backoff; total_max_attempts counts the first attempt (botocore's max_attempts
+            # would not).
+            retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
         )
         session = boto3.session.Session()
         return session.client(

@@ -84,8 +84,12 @@ class GcpKmsKeyProvider:
             return getattr(self._kms(), operation)(
                 request=request, retry=self._retry(), timeout=self._settings.timeout_seconds
             )
-        except api_errors.InvalidArgument as exc:
-            if operation == "decrypt":
+        except api_errors.BadRequest as exc:
+            # Over REST every 400 is a BadRequest; the Google status tells them apart.
+            status = _google_status(exc)
+            if status == "FAILED_PRECONDITION":  # the key version is disabled or destroyed
+                raise self._error(KeyProviderError.KEY_UNUSABLE, operation, exc) from None
+            if operation == "decrypt" and status == "INVALID_ARGUMENT":
                 # Cloud KMS answers 400 when the ciphertext or the AAD does not authenticate.
                 raise DecryptionError(self.key_id) from None
             raise self._error(KeyProviderError.FAILED, operation, exc) from None
@@ -155,6 +159,15 @@ class GcpKmsKeyProvider:
 
     def __repr__(self) -> str:
         return f"GcpKmsKeyProvider(key_id={self.key_id!r})"
+
+
+def _google_status(exc: Exception) -> str:
+    """The `error.status` of a REST error answer (INVALID_ARGUMENT, FAILED_PRECONDITION...)."""
+    response = getattr(exc, "response", None)
+    try:
+        return str(response.json()["error"]["status"]) if response is not None else ""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""
 
 
 def _crc32c(data: bytes) -> int:
