@@ -99,3 +99,98 @@ def aws_settings(key: AwsKey, **extra: Any) -> dict[str, Any]:
 
 def gcp_settings(url: str, **extra: Any) -> dict[str, Any]:
     return {"GCP_KMS_ENDPOINT_URL": url, "GCP_KMS_ANONYMOUS_CREDENTIALS": True, **extra}
+
+
+# --- many credentials, and the rotation command as a separate process ---------------------
+
+
+def store_credentials(org: Any, count: int, *, prefix: str = "cred") -> dict[str, str]:
+    """``count`` credentials of ``org`` sealed under the active key, in one bulk insert (the
+    service's per-row audit events would dominate); returns {id: secret}."""
+    from django.utils import timezone
+
+    from credentials import crypto
+    from credentials.models import Credential, KeyUsage
+    from credentials.services import encryption_context
+
+    secrets_by_id: dict[str, str] = {}
+    rows = []
+    now = timezone.now()
+    for n in range(count):
+        credential_id = uuid.uuid4()
+        secret = f"{prefix}-secret-{n}-{uuid.uuid4().hex}"
+        sealed = crypto.seal(
+            secret.encode(), context=encryption_context(org_id=org.id, credential_id=credential_id)
+        )
+        rows.append(
+            Credential(
+                id=credential_id,
+                org=org,
+                name=f"{prefix}-{n}",
+                key_id=sealed.key_id,
+                format_version=sealed.format_version,
+                wrapped_data_key=sealed.wrapped_data_key,
+                ciphertext=sealed.ciphertext,
+                secret_updated_at=now,
+            )
+        )
+        secrets_by_id[str(credential_id)] = secret
+    Credential.objects.bulk_create(rows, batch_size=500)
+    if rows:
+        KeyUsage.objects.add_wraps(key_id=rows[0].key_id, count=len(rows))
+    return secrets_by_id
+
+
+def envelopes() -> dict[str, tuple[str, bytes, bytes]]:
+    """Every stored envelope by credential id, as raw bytes."""
+    from credentials.models import Credential
+
+    return {
+        str(pk): (key_id, bytes(wrapped), bytes(ciphertext))
+        for pk, key_id, wrapped, ciphertext in Credential.objects.values_list(
+            "id", "key_id", "wrapped_data_key", "ciphertext"
+        )
+    }
+
+
+def decrypt_all() -> dict[str, str]:
+    """Every credential decrypted as a worker would (worker role), by id."""
+    from credentials import crypto
+    from credentials.models import Credential
+    from credentials.services import encryption_context
+
+    opened = {}
+    with crypto.worker_role():
+        for credential in Credential.objects.all():
+            sealed = crypto.SealedSecret(
+                key_id=credential.key_id,
+                wrapped_data_key=bytes(credential.wrapped_data_key),
+                ciphertext=bytes(credential.ciphertext),
+                format_version=credential.format_version,
+            )
+            context = encryption_context(
+                org_id=credential.org_id,
+                credential_id=credential.id,
+                format_version=credential.format_version,
+            )
+            opened[str(credential.id)] = crypto.open_sealed(sealed, context=context).decode()
+    return opened
+
+
+def command_env(**extra: str) -> dict[str, str]:
+    """The environment of a manage.py process on this test database with the session's keys."""
+    from django.db import connection
+
+    from agents.worker_process import database_url
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_CREDENTIAL_")}
+    env.update(TEST_KEYS)
+    env.update(
+        {
+            "EVERESTHOOD_ENV_FILE": "",
+            "DATABASE_URL": database_url(connection.settings_dict),
+            "LOG_LEVEL": "WARNING",
+            **extra,
+        }
+    )
+    return env
