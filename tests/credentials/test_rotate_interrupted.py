@@ -53,7 +53,7 @@ def start_rotation(*extra: str) -> subprocess.Popen[str]:
 
 def read_batches(process: subprocess.Popen[str], count: int) -> list[dict]:
     assert process.stdout is not None
-    lines = []
+    lines: list[dict] = []
     while len(lines) < count:
         line = process.stdout.readline()
         assert line, f"rotation ended early: {process.stderr.read() if process.stderr else ''}"

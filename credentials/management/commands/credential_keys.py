@@ -249,6 +249,7 @@ class Command(BaseCommand):
     # --- verify ----------------------------------------------------------------------------
 
     def verify(self, *, org_slug: str | None, as_json: bool) -> None:
+        _keyring()
         org = _org(org_slug)
         if not selectors.credentials_in_scope(org.id if org else None).exists():
             raise CommandError(_empty(org))
