@@ -72,7 +72,7 @@ def test_a_tampered_wrapped_key_fails_with_the_one_error(aws_active):
     flipped = bytearray(sealed.wrapped_data_key)
     flipped[-5] ^= 0x01
     with crypto.worker_role(), pytest.raises(crypto.DecryptionError):
-        crypto.open_sealed(replace(sealed, wrapped_data_key=bytes(flipped)), context=context)
+        crypto.open_sealed(sealed._replace(wrapped_data_key=bytes(flipped)), context=context)
 
 
 def test_a_key_wrapped_by_another_kms_key_is_refused(aws_active, moto_kms):
@@ -90,7 +90,7 @@ def test_a_key_wrapped_by_another_kms_key_is_refused(aws_active, moto_kms):
         crypto.worker_role(),
         pytest.raises((crypto.DecryptionError, crypto.KeyProviderError)) as failure,
     ):
-        crypto.open_sealed(replace(sealed, wrapped_data_key=foreign), context=context)
+        crypto.open_sealed(sealed._replace(wrapped_data_key=foreign), context=context)
     assert aws_active.key_id in str(failure.value)
 
 

@@ -70,7 +70,7 @@ def test_a_tampered_wrapped_key_fails_with_the_one_error(gcp_active):
     flipped = bytearray(sealed.wrapped_data_key)
     flipped[-1] ^= 0x80
     with crypto.worker_role(), pytest.raises(crypto.DecryptionError):
-        crypto.open_sealed(replace(sealed, wrapped_data_key=bytes(flipped)), context=context)
+        crypto.open_sealed(sealed._replace(wrapped_data_key=bytes(flipped)), context=context)
 
 
 def test_a_response_corrupted_in_transit_is_refused_not_stored(gcp_active, monkeypatch):

@@ -117,16 +117,19 @@ def test_an_unreachable_key_service_is_named_as_such(aws_test_env, provider):
     assert "127.0.0.1" in str(failure.value)
 
 
-def test_a_provider_error_never_carries_key_material(aws_test_env, monkeypatch):
+def test_a_provider_error_never_carries_key_material(aws_test_env):
     data_key = secrets.token_bytes(32)
-    monkeypatch.setattr(crypto.envelope.aead, "generate_key", lambda rng=None: data_key)
+
+    def known_data_key(n: int) -> bytes:
+        return data_key + secrets.token_bytes(12) if n == 44 else secrets.token_bytes(n)
+
     with ErrorServer(status=400, code="ValidationException", message="bad", style="aws") as server:
         settings = {"AWS_KMS_ENDPOINT_URL": server.url, "AWS_KMS_REGION": "eu-west-1"}
         with (
             key_settings(kms_keys=[AWS_KEY], active=AWS_KEY, **settings),
             pytest.raises(crypto.KeyProviderError) as failure,
         ):
-            crypto.seal(b"PLAINTEXT-MARKER", context=CONTEXT)
+            crypto.seal(b"PLAINTEXT-MARKER", context=CONTEXT, rng=known_data_key)
     text = str(failure.value) + repr(failure.value.__cause__) + repr(failure.value.__context__)
     for form in (data_key.hex(), repr(data_key), "PLAINTEXT-MARKER"):
         assert form not in text
