@@ -95,7 +95,7 @@ def test_any_flipped_bit_fails_authentication(ring, as_worker, field, position):
     sealed = crypto.seal(b"secret", context=context, keyring=ring)
     data = bytearray(getattr(sealed, field))
     data[position] ^= 0x01
-    tampered = sealed._replace(**{field: bytes(data)})
+    tampered = sealed._replace(**{field: bytes(data)})  # type: ignore[arg-type]
     with pytest.raises(crypto.DecryptionError):
         crypto.open_sealed(tampered, context=context, keyring=ring)
 
