@@ -8,9 +8,10 @@ Rotation is built for millions of rows on a live system (figures in docs/benchma
 - rows are read as tuples (never model objects) with SELECT ... FOR UPDATE SKIP LOCKED on
   PostgreSQL, so the rotation never waits behind a web request or worker holding a row;
   skipped rows are taken by a later pass, which waits for their locks instead;
-- one UPDATE per batch, joined to a VALUES list on PostgreSQL (executemany on SQLite), that is
-  also a compare-and-set on (key_id, wrapped_data_key): a row whose secret was replaced after it
-  was read keeps its new envelope instead of being overwritten with the stale one;
+- one UPDATE per batch, joined to the batch COPYed into a temporary table on PostgreSQL
+  (executemany on SQLite), that is also a compare-and-set on (key_id, wrapped_data_key): a
+  row whose secret was replaced after it was read keeps its new envelope instead of being
+  overwritten with the stale one;
 - the target key's wrap counter (KeyUsage) grows in the same transaction as the rows.
 
 Re-wrapping unwraps every data key, which is decryption: the work runs in
@@ -222,22 +223,9 @@ def _compare_and_set(updates: list[tuple[Any, ...]], *, target_key_id: str, reen
     if not updates:
         return 0
     if connection.vendor == "postgresql":
-        columns = "(%s::uuid, %s, %s::bytea, %s::bytea" + (", %s::bytea)" if reencrypt else ")")
-        params: list[Any] = [target_key_id]
-        for credential_id, old_key_id, old_wrap, new in updates:
-            params += [credential_id, old_key_id, old_wrap, new.wrapped_data_key]
-            if reencrypt:
-                params.append(new.ciphertext)
-        new_ciphertext = ", ciphertext = v.new_ciphertext" if reencrypt else ""
-        names = "id, old_key_id, old_wrap, new_wrap" + (", new_ciphertext" if reencrypt else "")
-        sql = (
-            f"UPDATE {_TABLE} AS c SET key_id = %s, wrapped_data_key = v.new_wrap{new_ciphertext} "  # noqa: S608 - fixed names, values are parameters
-            f"FROM (VALUES {', '.join([columns] * len(updates))}) AS v({names}) "
-            f"WHERE c.id = v.id AND c.key_id = v.old_key_id AND c.wrapped_data_key = v.old_wrap"
+        return _compare_and_set_postgresql(
+            updates, target_key_id=target_key_id, reencrypt=reencrypt
         )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return int(cursor.rowcount)
     set_ciphertext = ", ciphertext = %s" if reencrypt else ""
     sql = (
         f"UPDATE {_TABLE} SET key_id = %s, wrapped_data_key = %s{set_ciphertext} "  # noqa: S608 - fixed names, values are parameters
@@ -256,6 +244,46 @@ def _compare_and_set(updates: list[tuple[Any, ...]], *, target_key_id: str, reen
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
+        return int(cursor.rowcount)
+
+
+_REWRAP_TABLE = "credential_rewrap_batch"
+
+
+def _compare_and_set_postgresql(
+    updates: list[tuple[Any, ...]], *, target_key_id: str, reencrypt: bool
+) -> int:
+    """Binary COPY of the batch into a session-local temporary table, then one UPDATE joined
+    to it: no SQL text that grows with the batch for the client to build or the server to
+    parse (a VALUES list of 1,000 rows with their bytea literals is ~300 KB of SQL)."""
+    with connection.cursor() as cursor:
+        # ON COMMIT DELETE ROWS: every batch's transaction starts with the table empty.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_REWRAP_TABLE} (id uuid, old_key_id text, "
+            f"old_wrap bytea, new_wrap bytea, new_ciphertext bytea) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy(
+            f"COPY {_REWRAP_TABLE} (id, old_key_id, old_wrap, new_wrap, new_ciphertext) "
+            f"FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["uuid", "text", "bytea", "bytea", "bytea"])
+            for credential_id, old_key_id, old_wrap, new in updates:
+                copy.write_row(
+                    (
+                        credential_id,
+                        old_key_id,
+                        old_wrap,
+                        new.wrapped_data_key,
+                        new.ciphertext if reencrypt else None,
+                    )
+                )
+        new_ciphertext = ", ciphertext = v.new_ciphertext" if reencrypt else ""
+        cursor.execute(
+            f"UPDATE {_TABLE} AS c SET key_id = %s, wrapped_data_key = v.new_wrap{new_ciphertext} "  # noqa: S608 - fixed names, values are parameters
+            f"FROM {_REWRAP_TABLE} AS v "
+            f"WHERE c.id = v.id AND c.key_id = v.old_key_id AND c.wrapped_data_key = v.old_wrap",
+            [target_key_id],
+        )
         return int(cursor.rowcount)
 
 
