@@ -54,7 +54,37 @@ def _target(credential: Credential) -> Target:
     return Target("credential", str(credential.id), credential.name)
 
 
-@transaction.atomic
+class KeyServiceUnavailableError(Exception):
+    """The key service could not wrap a new data key (KMS throttled, unreachable, refusing);
+    nothing was stored. The message names the key and the reason, never the secret."""
+
+
+def _seal_for(
+    *, org: Organization, credential_id: uuid.UUID, name: str, secret: str, acting_user: Any
+) -> crypto.SealedSecret:
+    """Seal outside any transaction, so a key service failure is audited even though the
+    write it was for never happens."""
+    try:
+        return crypto.seal(
+            secret.encode("utf-8"),
+            context=encryption_context(org_id=org.id, credential_id=credential_id),
+        )
+    except crypto.KeyProviderError as exc:
+        with transaction.atomic():
+            record_event(
+                action="credential.encrypt_failed",
+                org=org,
+                actor=Actor.for_user(acting_user),
+                target=Target("credential", str(credential_id), name),
+                outcome=Outcome.FAILURE,
+                metadata={"key_id": exc.key_id, "reason": str(exc), "kind": exc.kind},
+            )
+        raise KeyServiceUnavailableError(
+            f"the key service could not encrypt the secret, so nothing was stored ({exc}); "
+            f"try again later"
+        ) from None
+
+
 def credential_create(
     *,
     org: Organization,
@@ -66,10 +96,31 @@ def credential_create(
 ) -> Credential:
     validate_secret(secret)
     credential_id = uuid.uuid4()
-    sealed = crypto.seal(
-        secret.encode("utf-8"),
-        context=encryption_context(org_id=org.id, credential_id=credential_id),
+    sealed = _seal_for(
+        org=org, credential_id=credential_id, name=name, secret=secret, acting_user=acting_user
     )
+    with transaction.atomic():
+        return _store_new_credential(
+            org=org,
+            acting_user=acting_user,
+            credential_id=credential_id,
+            name=name,
+            kind=kind,
+            description=description,
+            sealed=sealed,
+        )
+
+
+def _store_new_credential(
+    *,
+    org: Organization,
+    acting_user: User | None,
+    credential_id: uuid.UUID,
+    name: str,
+    kind: str,
+    description: str,
+    sealed: crypto.SealedSecret,
+) -> Credential:
     now = timezone.now()
     credential = Credential(
         id=credential_id,
@@ -137,16 +188,25 @@ def credential_update_metadata(
     return credential
 
 
-@transaction.atomic
 def credential_replace_secret(
     *, credential: Credential, acting_user: User | None, secret: str
 ) -> Credential:
     """A new secret gets a new data key under the active KEK; a compromised one becomes active."""
     validate_secret(secret)
-    sealed = crypto.seal(
-        secret.encode("utf-8"),
-        context=encryption_context(org_id=credential.org_id, credential_id=credential.id),
+    sealed = _seal_for(
+        org=credential.org,
+        credential_id=credential.id,
+        name=credential.name,
+        secret=secret,
+        acting_user=acting_user,
     )
+    with transaction.atomic():
+        return _store_replaced_secret(credential=credential, acting_user=acting_user, sealed=sealed)
+
+
+def _store_replaced_secret(
+    *, credential: Credential, acting_user: User | None, sealed: crypto.SealedSecret
+) -> Credential:
     now = timezone.now()
     changes = {
         "key_id": sealed.key_id,

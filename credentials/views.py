@@ -58,6 +58,8 @@ def credential_create(request: HttpRequest, membership: Membership) -> HttpRespo
             )
         except ValidationError as exc:
             add_service_errors(form, exc)
+        except services.KeyServiceUnavailableError as exc:
+            form.add_error(None, str(exc))
         else:
             messages.success(request, f"Credential “{credential.name}” created.")
             return redirect("ui:credential", org=membership.org.slug, credential_id=credential.id)
@@ -103,6 +105,8 @@ def credential_replace(
             )
         except ValidationError as exc:
             add_service_errors(form, exc)
+        except services.KeyServiceUnavailableError as exc:
+            form.add_error(None, str(exc))
         else:
             messages.success(request, f"Secret of “{credential.name}” replaced.")
             return redirect("ui:credential", org=membership.org.slug, credential_id=credential.id)

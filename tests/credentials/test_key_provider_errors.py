@@ -4,6 +4,7 @@ fails cleanly, audited, without retrying."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 
@@ -17,6 +18,7 @@ from agents.worker_process import WorkerProcess, database_url
 from audit.models import AuditEvent
 from credentials import crypto
 from credentials.crypto import EncryptionContext
+from credentials.models import Credential
 from credentials.services import credential_create
 from tests.conftest import SESSION_QUEUE, TEST_KEYS, RunningWorker
 from tests.credentials.conftest import aws_settings, gcp_settings, key_settings
@@ -211,3 +213,27 @@ def test_a_run_whose_key_service_throttles_fails_cleanly_audited_and_not_retried
     assert failure.outcome == "failure"
     assert failure.metadata["key_id"] == aws_key.key_id
     assert "throttled" in failure.metadata["reason"]
+
+
+@pytest.mark.django_db
+def test_a_write_the_key_service_refuses_is_a_503_audited_and_stores_nothing(
+    aws_test_env, personas, api_for, canary
+):
+    with ErrorServer(status=400, code="AccessDeniedException", message="no", style="aws") as kms:
+        settings = {"AWS_KMS_ENDPOINT_URL": kms.url, "AWS_KMS_REGION": "eu-west-1"}
+        with key_settings(kms_keys=[AWS_KEY], active=AWS_KEY, **settings):
+            response = api_for(personas.member).post(
+                f"/api/orgs/{personas.org.slug}/credentials/",
+                {"name": "refused", "secret": canary},
+                format="json",
+            )
+    assert response.status_code == 503
+    assert response.json()["detail"].startswith(
+        "the key service could not encrypt the secret, so nothing was stored (key "
+        "aws-kms:alias/vault: access denied: encrypt answered AccessDeniedException"
+    )
+    assert canary not in response.content.decode()
+    assert not Credential.objects.filter(name="refused").exists()
+    event = AuditEvent.objects.get(action="credential.encrypt_failed")
+    assert (event.outcome, event.metadata["kind"]) == ("failure", "access_denied")
+    assert canary not in json.dumps(event.metadata)
