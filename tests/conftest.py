@@ -24,7 +24,8 @@ from agents.models import AgentRun, RunStatus
 from agents.worker_process import WorkerProcess, database_url
 from config.celery import app as celery_app
 from config.logging import ContextFilter, JsonLineFormatter, RedactionFilter
-from orgs.models import Membership, Organization, Role
+from orgs.models import Organization, Role
+from orgs.services import membership_set, org_create
 
 # Fresh keys for every test session: nothing key-like is committed.
 TEST_KEYS = {
@@ -93,14 +94,13 @@ class Personas:
 
 @pytest.fixture
 def personas(db: None) -> Personas:
-    org = Organization.objects.create(slug="acme", name="Acme")
-    other = Organization.objects.create(slug="globex", name="Globex")
     users = {}
     for role in ("owner", "admin", "member", "auditor", "outsider"):
         users[role] = User.objects.create_user(username=role, password=f"pw-{role}-{uuid.uuid4()}")
-    for role in (Role.OWNER, Role.ADMIN, Role.MEMBER, Role.AUDITOR):
-        Membership.objects.create(user=users[role.value], org=org, role=role)
-    Membership.objects.create(user=users["outsider"], org=other, role=Role.OWNER)
+    org = org_create(slug="acme", name="Acme", owner=users["owner"])
+    other = org_create(slug="globex", name="Globex", owner=users["outsider"])
+    for role in (Role.ADMIN, Role.MEMBER, Role.AUDITOR):
+        membership_set(org=org, user=users[role.value], role=role)
     return Personas(org=org, other_org=other, **users)
 
 
