@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from agents.models import AgentToken
@@ -37,6 +38,12 @@ class TokenFailureThrottle(SimpleRateThrottle):
     # Set by SimpleRateThrottle.__init__ from the rate; declared for the type checker.
     num_requests: int | None
     duration: int
+
+    def get_rate(self) -> str | None:
+        # Read at call time (SimpleRateThrottle reads a class attribute set at import), so a
+        # changed setting takes effect without a restart of the module.
+        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+        return str(rate) if rate is not None else None
 
     def get_cache_key(self, request: Any, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
@@ -134,7 +141,7 @@ def _audit_refused(token: AgentToken | PersonalToken, reason: str) -> None:
         actor=actor,
         target=target,
         outcome=Outcome.DENIED,
-        metadata={"reason": reason, "kind": _kind_name(kind), "display": token.display},
+        metadata={"reason": reason, "kind": _kind_name(kind)},
     )
 
 

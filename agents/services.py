@@ -371,7 +371,6 @@ def agent_token_issue(
         metadata={
             "kind": "agent",
             "agent_id": str(agent.id),
-            "display": new.display,
             "expires_at": expires_at.isoformat() if expires_at else None,
         },
     )
@@ -394,7 +393,7 @@ def agent_token_revoke(
             org=token.org,
             actor=actor or Actor.for_user(acting_user),
             target=_token_target(token),
-            metadata={"kind": "agent", "agent_id": str(token.agent_id), "display": token.display},
+            metadata={"kind": "agent", "agent_id": str(token.agent_id)},
         )
     return bool(revoked)
 

@@ -69,8 +69,14 @@ class CredentialUserObjectPermission(UserObjectPermissionBase):
 
     content_object = models.ForeignKey(Credential, on_delete=models.CASCADE)
 
+    class Meta(UserObjectPermissionBase.Meta):
+        verbose_name = "credential grant to a member"
+
 
 class CredentialGroupObjectPermission(GroupObjectPermissionBase):
     """A grant on one credential to a group: an agent's principal group."""
 
     content_object = models.ForeignKey(Credential, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        verbose_name = "credential grant to an agent"

@@ -32,6 +32,13 @@ def organization_get_by_slug(*, slug: str) -> Organization | None:
     return Organization.objects.filter(slug=slug).first()
 
 
+def orgs_managed_by(*, user: User) -> QuerySet[Organization]:
+    """Organisations in which the user is an owner or admin (Django admin's scope for staff)."""
+    return Organization.objects.filter(
+        memberships__user=user, memberships__role__in=[Role.OWNER, Role.ADMIN]
+    )
+
+
 def members_list(*, org: Organization) -> QuerySet[Membership]:
     return scoped(Membership, org=org).select_related("user").order_by("user__username")
 

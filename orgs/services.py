@@ -140,6 +140,41 @@ def org_create(
 
 
 @transaction.atomic
+def org_rename(*, org: Organization, name: str, actor: Actor) -> Organization:
+    previous = Organization.objects.filter(pk=org.pk).values_list("name", flat=True).first()
+    if previous == name:
+        return org
+    Organization.objects.filter(pk=org.pk).update(name=name)
+    org.name = name
+    record_event(
+        action="org.rename",
+        org=org,
+        actor=actor,
+        target=_org_target(org),
+        metadata={"name": name, "previous_name": previous},
+    )
+    return org
+
+
+@transaction.atomic
+def org_delete(*, org: Organization, actor: Actor) -> None:
+    """Delete an organisation with everything in it. Its audit trail stays (the events keep
+    the org's id); the deletion itself is recorded in the system trail."""
+    role_groups = [link.group_id for link in OrgRoleGroup.objects.filter(org=org)]
+    # Agents' principal groups (and with them the agents' grants) belong to the org too.
+    agent_groups = list(Group.objects.filter(agent__org=org).values_list("pk", flat=True))
+    record_event(
+        action="org.delete",
+        org=None,
+        actor=actor,
+        target=_org_target(org),
+        metadata={"name": org.name},
+    )
+    Organization.objects.filter(pk=org.pk).delete()
+    Group.objects.filter(pk__in=[*role_groups, *agent_groups]).delete()
+
+
+@transaction.atomic
 def membership_set(
     *,
     org: Organization,
@@ -252,7 +287,6 @@ def personal_token_issue(
         target=Target("personal_token", str(token.id), f"{user.get_username()}/{name}"),
         metadata={
             "kind": "personal",
-            "display": new.display,
             "expires_at": expires_at.isoformat() if expires_at else None,
         },
     )
@@ -277,7 +311,7 @@ def personal_token_revoke(
             target=Target(
                 "personal_token", str(token.id), f"{token.user.get_username()}/{token.name}"
             ),
-            metadata={"kind": "personal", "display": token.display},
+            metadata={"kind": "personal"},
         )
     return token
 
