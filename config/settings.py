@@ -144,6 +144,9 @@ TEMPLATES = [
     },
 ]
 
+# django-guardian: no anonymous user object (nothing is granted to anonymous visitors).
+ANONYMOUS_USER_NAME = None
+
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
@@ -173,6 +176,10 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE",
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Shared cache: throttling counters (failed token authentications). Per process by default;
+# set CACHE_URL (e.g. redis://127.0.0.1:6379/1) so several web processes count together.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 # --- Auth, sessions, security ----------------------------------------------------------------
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "ui:home"
@@ -194,10 +201,19 @@ STATIC_ROOT = VAR_DIR / "static"
 
 # --- REST API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: an unauthenticated call then gets 401 with `WWW-Authenticate: Bearer`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "agents.authentication.VaultTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "orgs.api_permissions.AgentTokenScope",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        # Failed token authentications per client address (agents.authentication).
+        "token_failure": env.str("API_TOKEN_FAILURE_RATE", default="20/min"),
+    },
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "config.renderers.WriteOnlyBrowsableAPIRenderer",

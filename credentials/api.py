@@ -101,7 +101,9 @@ class CredentialListApi(OrgScopedAPIView):
     def get(self, request: Request, org: str) -> Response:
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(
-            selectors.credential_list(org=self.org).select_related("created_by"), request, self
+            selectors.credential_list(org=self.access.org).select_related("created_by"),
+            request,
+            self,
         )
         return paginator.get_paginated_response(CredentialOutput(page, many=True).data)
 
@@ -114,8 +116,8 @@ class CredentialListApi(OrgScopedAPIView):
         data = validate_input(CredentialCreateInput, request)
         try:
             credential = services.credential_create(
-                org=self.org,
-                acting_user=self.membership.user,
+                org=self.access.org,
+                acting_user=self.person,
                 **data,
             )
         except services.KeyServiceUnavailableError as exc:
@@ -132,7 +134,7 @@ class CredentialDetailApi(OrgScopedAPIView):
 
     @extend_schema(responses=CredentialOutput, operation_id="credentials_retrieve")
     def get(self, request: Request, org: str, credential_id: str) -> Response:
-        credential = selectors.credential_get(org=self.org, credential_id=credential_id)
+        credential = selectors.credential_get_for(access=self.access, credential_id=credential_id)
         return Response(CredentialOutput(credential).data)
 
     @extend_schema(
@@ -141,19 +143,23 @@ class CredentialDetailApi(OrgScopedAPIView):
         operation_id="credentials_update",
     )
     def patch(self, request: Request, org: str, credential_id: str) -> Response:
-        credential = selectors.credential_get(org=self.org, credential_id=credential_id)
+        credential = selectors.credential_get_for(
+            access=self.access, credential_id=credential_id, need="credential.change"
+        )
         data = validate_input(CredentialUpdateInput, request, partial=True)
         credential = services.credential_update_metadata(
             credential=credential,
-            acting_user=self.membership.user,
+            acting_user=self.person,
             **data,
         )
         return Response(CredentialOutput(credential).data)
 
     @extend_schema(responses={204: None}, operation_id="credentials_delete")
     def delete(self, request: Request, org: str, credential_id: str) -> Response:
-        credential = selectors.credential_get(org=self.org, credential_id=credential_id)
-        services.credential_delete(credential=credential, acting_user=self.membership.user)
+        credential = selectors.credential_get_for(
+            access=self.access, credential_id=credential_id, need="credential.delete"
+        )
+        services.credential_delete(credential=credential, acting_user=self.person)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -164,12 +170,14 @@ class CredentialSecretApi(OrgScopedAPIView):
         request=SecretInput, responses=CredentialOutput, operation_id="credentials_replace_secret"
     )
     def put(self, request: Request, org: str, credential_id: str) -> Response:
-        credential = selectors.credential_get(org=self.org, credential_id=credential_id)
+        credential = selectors.credential_get_for(
+            access=self.access, credential_id=credential_id, need="credential.change"
+        )
         data = validate_input(SecretInput, request)
         try:
             credential = services.credential_replace_secret(
                 credential=credential,
-                acting_user=self.membership.user,
+                acting_user=self.person,
                 secret=data["secret"],
             )
         except services.KeyServiceUnavailableError as exc:

@@ -7,7 +7,13 @@ from typing import Any
 from django.db.models import Count, QuerySet
 
 from credentials import crypto
-from credentials.models import Credential, KeyUsage
+from credentials.models import (
+    Credential,
+    CredentialGroupObjectPermission,
+    CredentialUserObjectPermission,
+    KeyUsage,
+)
+from orgs.access import Access
 from orgs.models import Organization
 from orgs.selectors import get_scoped_or_404, scoped
 
@@ -21,6 +27,27 @@ def credential_list(*, org: Organization) -> QuerySet[Credential]:
 
 def credential_get(*, org: Organization, credential_id: Any) -> Credential:
     return get_scoped_or_404(Credential.objects.defer(*_METADATA_ONLY), org=org, pk=credential_id)
+
+
+def credential_get_for(
+    *, access: Access, credential_id: Any, need: str = "credential.view"
+) -> Credential:
+    """Fetch and authorise in one step: 404 outside the org, 403 without the right."""
+    credential = credential_get(org=access.org, credential_id=credential_id)
+    access.require(need, credential)
+    return credential
+
+
+def credential_user_grants(*, credential: Credential) -> QuerySet[CredentialUserObjectPermission]:
+    return CredentialUserObjectPermission.objects.filter(content_object=credential).select_related(
+        "user", "permission"
+    )
+
+
+def credential_group_grants(*, credential: Credential) -> QuerySet[CredentialGroupObjectPermission]:
+    return CredentialGroupObjectPermission.objects.filter(content_object=credential).select_related(
+        "group", "permission"
+    )
 
 
 # --- keys: counts across all organisations, for operator commands and startup checks ------

@@ -8,26 +8,34 @@ import json
 import uuid
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
+from guardian.shortcuts import assign_perm
 
 from audit.services import SYSTEM
 from config import redaction
 from credentials import crypto
-from credentials.models import KeyUsage
-from credentials.services import credential_decrypt_for_job, credential_keys_rotate
+from credentials.models import Credential, KeyUsage
+from credentials.services import credential_keys_rotate, credentials_decrypt_for_job
 from tests.credentials.conftest import aws_settings, envelopes, key_settings, store_credentials
 
 pytestmark = pytest.mark.django_db
 
 
 def decrypt_on_worker_path(org, ids):
+    """What a worker does for a run: authorise (use grants of the agent's group) and decrypt."""
+    principal, created = Group.objects.get_or_create(name="agent:rotation-test")
+    if created:
+        for credential in Credential.objects.filter(org=org):
+            assign_perm("credentials.use_credential", principal, credential)
     with crypto.worker_role(), redaction.secret_scope():
-        return {
-            i: credential_decrypt_for_job(
-                org_id=org.id, credential_id=uuid.UUID(i), job_id="job-rotation", actor=SYSTEM
-            )
-            for i in ids
-        }
+        opened = credentials_decrypt_for_job(
+            org_id=org.id,
+            credential_ids=[uuid.UUID(i) for i in ids],
+            principal=principal,
+            actor=SYSTEM,
+        )
+    return {str(k): v for k, v in opened.items()}
 
 
 def test_credentials_move_to_aws_kms_and_back_decrypting_throughout(personas, aws_key):

@@ -15,7 +15,7 @@ def count_existing_wraps(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('credentials', '0001_initial'),
+        ('credentials', '0002_credential_grants'),
     ]
 
     operations = [
