@@ -195,7 +195,7 @@ def _store(count: int) -> None:
     from credentials.services import encryption_context
     from orgs.models import Organization
 
-    org = Organization.objects.create(slug="bench", name="Bench")
+    org = Organization.objects.create(slug=f"bench-{uuid.uuid4().hex[:8]}", name="Bench")
     now = timezone.now()
     chunk = 5000
     for start in range(0, count, chunk):
