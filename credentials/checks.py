@@ -17,10 +17,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from config.startup import STARTUP_TAG
 from credentials import crypto
+from credentials.selectors import stored_key_usage
 
 THRESHOLD_SETTING = "CREDENTIAL_KEY_WRAP_WARNING_THRESHOLD"
 
@@ -36,7 +37,7 @@ def check_credential_keys(
     if not databases or DEFAULT_DB_ALIAS not in databases:
         return []
     try:
-        stored, wraps = _stored_usage()
+        stored, wraps = stored_key_usage()
     except DatabaseError as exc:
         return [
             Warning(
@@ -46,17 +47,6 @@ def check_credential_keys(
             )
         ]
     return [*_missing_keys(ring, stored), *_worn_keys(ring, wraps)]
-
-
-def _stored_usage() -> tuple[dict[str, int], dict[str, int]]:
-    """Rows per stored key id and wraps per key id; empty before the tables are migrated."""
-    from credentials.models import Credential, KeyUsage
-    from credentials.selectors import rows_by_key, wraps_by_key
-
-    tables = set(connections[DEFAULT_DB_ALIAS].introspection.table_names())
-    stored = rows_by_key() if Credential._meta.db_table in tables else {}
-    wraps = wraps_by_key() if KeyUsage._meta.db_table in tables else {}
-    return stored, wraps
 
 
 def _missing_keys(ring: crypto.Keyring, stored: dict[str, int]) -> list[CheckMessage]:

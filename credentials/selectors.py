@@ -110,10 +110,21 @@ def _key_order(key_id: str) -> tuple[str, int, str]:
     return (provider, version, name)
 
 
+def stored_key_usage() -> tuple[dict[str, int], dict[str, int]]:
+    """Rows per stored key id and wraps per key id; empty before the tables are migrated."""
+    from django.db import connection
+
+    tables = set(connection.introspection.table_names())
+    rows = rows_by_key() if Credential._meta.db_table in tables else {}
+    wraps = wraps_by_key() if KeyUsage._meta.db_table in tables else {}
+    return rows, wraps
+
+
 def used_local_versions() -> set[int]:
     """Local key versions that rows or the wrap counters name (configured or not)."""
     versions = set()
-    for key_id in set(rows_by_key()) | set(wraps_by_key()):
+    rows, wraps = stored_key_usage()
+    for key_id in set(rows) | set(wraps):
         provider, _, name = key_id.partition(":")
         if provider == crypto.LOCAL and name.startswith("v") and name[1:].isdigit():
             versions.add(int(name[1:]))
