@@ -413,13 +413,17 @@ def agent_tokens_revoke_all(
     agent: Agent | None = None,
     acting_user: User | None,
     actor: Actor | None = None,
+    issued_before: datetime.datetime | None = None,
 ) -> int:
     """Revoke every active token of the org (or of one agent): the containment step of a
     breach. Each revocation is its own audited transaction, so an interrupted call leaves
-    a consistent state and running it again finishes the job."""
+    a consistent state and running it again finishes the job. With `issued_before`, tokens
+    issued later (after the breach was contained) are left alone."""
     active = scoped(AgentToken, org=org).filter(revoked_at__isnull=True).select_related("agent")
     if agent is not None:
         active = active.filter(agent=agent)
+    if issued_before is not None:
+        active = active.filter(created_at__lt=issued_before)
     return sum(
         agent_token_revoke(token=token, acting_user=acting_user, actor=actor)
         for token in active.order_by("created_at")

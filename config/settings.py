@@ -286,6 +286,25 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=100)
 AGENT_HTTP_TIMEOUT_SECONDS = env.float("AGENT_HTTP_TIMEOUT_SECONDS", default=15.0)
 AGENT_HTTP_MAX_BODY_BYTES = env.int("AGENT_HTTP_MAX_BODY_BYTES", default=4096)
 
+# --- Email (breach notifications) ------------------------------------------------------------
+# EMAIL_URL in django-environ's form: smtp+tls://user:password@host:587, consolemail://,
+# filemail:///path/to/dir. Development prints mails to the console.
+_email = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST", "")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _secret_from_env("EMAIL_HOST_PASSWORD") or _email.get(
+    "EMAIL_HOST_PASSWORD", ""
+)
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+if "EMAIL_FILE_PATH" in _email:
+    EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="vault@localhost")
+# Where the vault's pages are, for links in mails (e.g. https://vault.example.com).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
 # --- Logging -------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # Optional second destination (JSON lines, appended): `make run` sets var/log/everesthood.jsonl
