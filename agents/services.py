@@ -123,6 +123,12 @@ def _write_bindings(
     )
 
 
+def _bindings_metadata(bindings: list[BindingSpec]) -> list[dict[str, str]]:
+    # Which credential each slot holds, in the trail itself: the access review checks every
+    # decrypt against the bindings the trail says the agent had at that moment.
+    return [{"slot": b.slot, "credential_id": str(b.credential_id)} for b in bindings]
+
+
 def _agent_target(agent: Agent) -> Target:
     return Target("agent", str(agent.id), agent.name)
 
@@ -161,7 +167,7 @@ def agent_create(
         org=org,
         actor=access.actor if access is not None else Actor.for_user(acting_user),
         target=_agent_target(agent),
-        metadata={"tool": tool, "slots": [b.slot for b in bindings or []]},
+        metadata={"tool": tool, "bindings": _bindings_metadata(bindings or [])},
     )
     return agent
 
@@ -199,7 +205,10 @@ def agent_update(
             org=agent.org,
             actor=access.actor if access is not None else Actor.for_user(acting_user),
             target=_agent_target(agent),
-            metadata={"fields": changed},
+            metadata={
+                "fields": changed,
+                **({"bindings": _bindings_metadata(bindings)} if bindings is not None else {}),
+            },
         )
     return agent
 
@@ -404,13 +413,17 @@ def agent_tokens_revoke_all(
     agent: Agent | None = None,
     acting_user: User | None,
     actor: Actor | None = None,
+    issued_before: datetime.datetime | None = None,
 ) -> int:
     """Revoke every active token of the org (or of one agent): the containment step of a
     breach. Each revocation is its own audited transaction, so an interrupted call leaves
-    a consistent state and running it again finishes the job."""
+    a consistent state and running it again finishes the job. With `issued_before`, tokens
+    issued later (after the breach was contained) are left alone."""
     active = scoped(AgentToken, org=org).filter(revoked_at__isnull=True).select_related("agent")
     if agent is not None:
         active = active.filter(agent=agent)
+    if issued_before is not None:
+        active = active.filter(created_at__lt=issued_before)
     return sum(
         agent_token_revoke(token=token, acting_user=acting_user, actor=actor)
         for token in active.order_by("created_at")

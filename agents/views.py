@@ -18,7 +18,8 @@ from django.views.decorators.http import require_GET, require_POST
 from agents import selectors, services
 from agents.models import Agent, RunStatus
 from config.forms import add_service_errors
-from orgs.access import Access
+from credentials.selectors import credential_get_for
+from orgs.access import Access, ScopedObjectNotFound
 from orgs.views import org_view, render_org_page
 
 PAGE_SIZE = 50
@@ -161,3 +162,47 @@ def agent_token_revoke(
     if services.agent_token_revoke(token=token, acting_user=access.user):
         messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("ui:agent", org=access.org.slug, agent_id=agent.id)
+
+
+# --- "test this credential" -----------------------------------------------------------------
+# Here, not in credentials.views: it queues a run, and credentials must not import agents.
+
+
+@require_POST
+@org_view("credential.use")
+def credential_test(request: HttpRequest, access: Access, credential_id: str) -> HttpResponse:
+    """Queue a real worker run of an agent bound to this credential; its result page shows
+    only the outcome (status, the target's HTTP status, the error), not the response body."""
+    credential = credential_get_for(
+        access=access, credential_id=credential_id, need="credential.use"
+    )
+    agent = selectors.agent_get_for(
+        access=access, agent_id=request.POST.get("agent", ""), need="agent.run"
+    )
+    if not agent.bindings.filter(credential=credential).exists():
+        raise ScopedObjectNotFound(Agent, agent.id, access.org)  # not an agent of this credential
+    run = services.agent_run_create(agent=agent, acting_user=access.user)
+    return redirect(
+        "ui:credential-test-result", org=access.org.slug, credential_id=credential.id, run_id=run.id
+    )
+
+
+@require_GET
+@org_view("credential.view")
+def credential_test_result(
+    request: HttpRequest, access: Access, credential_id: str, run_id: str
+) -> HttpResponse:
+    credential = credential_get_for(access=access, credential_id=credential_id)
+    run = selectors.run_get_for(access=access, run_id=run_id)
+    return render_org_page(
+        request,
+        access,
+        "credentials/credential_test_result.html",
+        {
+            "credential": credential,
+            "run": run,
+            "status_code": (run.output or {}).get("status_code"),
+            "refresh": run.status in UNFINISHED,
+        },
+        section="credentials",
+    )

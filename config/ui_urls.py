@@ -16,6 +16,8 @@ urlpatterns = [
         org_views.personal_token_revoke,
         name="personal-token-revoke",
     ),
+    path("orgs/<slug:org>/", ui_views.org_dashboard, name="org"),
+    path("orgs/<slug:org>/members/", org_views.members, name="members"),
     path("orgs/<slug:org>/credentials/", credential_views.credential_list, name="credentials"),
     path(
         "orgs/<slug:org>/credentials/new",
@@ -31,6 +33,16 @@ urlpatterns = [
         "orgs/<slug:org>/credentials/<str:credential_id>/replace",
         credential_views.credential_replace,
         name="credential-replace",
+    ),
+    path(
+        "orgs/<slug:org>/credentials/<str:credential_id>/test",
+        agent_views.credential_test,
+        name="credential-test",
+    ),
+    path(
+        "orgs/<slug:org>/credentials/<str:credential_id>/tests/<str:run_id>/",
+        agent_views.credential_test_result,
+        name="credential-test-result",
     ),
     path(
         "orgs/<slug:org>/credentials/<str:credential_id>/delete",

@@ -254,6 +254,50 @@ def credential_delete(*, credential: Credential, acting_user: User | None) -> No
     Credential.objects.filter(pk=credential.pk).delete()
 
 
+def credentials_mark_compromised(
+    *,
+    org: Organization,
+    secret_replaced_before: datetime.datetime,
+    actor: Actor,
+    incident_id: str = "",
+    batch_size: int = 500,
+) -> int:
+    """Mark every active credential of `org` whose secret predates `secret_replaced_before`
+    compromised: workers refuse it until a person submits a new secret.
+
+    Idempotent and resumable: a credential already marked, or whose secret was replaced after
+    the cut-off (someone already reset it), is left alone. One transaction per batch, each
+    credential's event in the batch that marks it. Returns how many were marked now.
+    """
+    marked = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                Credential.objects.select_for_update(skip_locked=True)
+                .filter(
+                    org=org,
+                    status=CredentialStatus.ACTIVE,
+                    secret_updated_at__lt=secret_replaced_before,
+                )
+                .defer("wrapped_data_key", "ciphertext")
+                .order_by("pk")[:batch_size]
+            )
+            if not batch:
+                return marked
+            Credential.objects.filter(pk__in=[c.pk for c in batch]).update(
+                status=CredentialStatus.COMPROMISED, updated_at=timezone.now()
+            )
+            for credential in batch:
+                record_event(
+                    action="credential.mark_compromised",
+                    org=org,
+                    actor=actor,
+                    target=_target(credential),
+                    metadata={"incident": incident_id} if incident_id else {},
+                )
+            marked += len(batch)
+
+
 class CredentialUnavailableError(Exception):
     """A credential could not be used for a job; the message is safe to store and show."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -26,16 +28,36 @@ def _bound_agent_names(credential: Credential) -> list[str]:
     return sorted(set(credential.bindings.values_list("agent__name", flat=True)))
 
 
+def _testable_agents(access: Access, credential: Credential) -> list[Any]:
+    """Agents bound to this credential that this person may run: `agent.run`, and
+    `credential.use` on every credential each of them is bound to (reached through the
+    bindings, so this app needs nothing from `agents`)."""
+    if not access.can("credential.use", credential):
+        return []
+    agents = {b.agent_id: b.agent for b in credential.bindings.select_related("agent")}
+    runnable = []
+    for agent in sorted(agents.values(), key=lambda a: a.name):
+        needed = [b.credential for b in agent.bindings.select_related("credential")]
+        access.prefetch_grants(needed)
+        if access.can("agent.run", agent) and all(access.can("credential.use", c) for c in needed):
+            runnable.append(agent)
+    return runnable
+
+
 @require_GET
 @org_view("credential.view")
 def credential_list(request: HttpRequest, access: Access) -> HttpResponse:
-    credentials = selectors.credential_list(org=access.org)
+    credentials = selectors.credential_list(org=access.org).prefetch_related("bindings__agent")
     page = Paginator(credentials, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [
+        (credential, sorted({b.agent.name for b in credential.bindings.all()}))
+        for credential in page
+    ]
     return render_org_page(
         request,
         access,
         "credentials/credential_list.html",
-        {"page": page},
+        {"page": page, "rows": rows},
         section="credentials",
     )
 
@@ -85,6 +107,7 @@ def credential_detail(request: HttpRequest, access: Access, credential_id: str) 
             "bound_agents": _bound_agent_names(credential),
             "may_change": access.can("credential.change", credential),
             "may_delete": access.can("credential.delete", credential),
+            "testable_agents": _testable_agents(access, credential),
         },
         section="credentials",
     )

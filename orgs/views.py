@@ -26,6 +26,7 @@ from config import context as request_context
 from config.forms import add_service_errors
 from orgs import selectors, services
 from orgs.access import Access, access_for, record_denied_access
+from orgs.models import Role
 from orgs.permissions import RULES_BY_ACTION
 
 OrgView = Callable[..., HttpResponse]
@@ -152,3 +153,114 @@ def personal_token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
     if services.personal_token_revoke(token=token, acting_user=user).revoked_at is not None:
         messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("ui:personal-tokens")
+
+
+# --- members and roles ---------------------------------------------------------------------
+
+
+class MemberAddForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+
+class MemberChangeForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    role = forms.ChoiceField(choices=Role.choices)
+
+
+@require_http_methods(["GET", "POST"])
+@org_view("org.view")
+def members(request: HttpRequest, access: Access) -> HttpResponse:
+    """Members and their roles; owners and admins add, re-role and remove them here. Every
+    change goes through orgs.services (audited; only owners touch the owner role)."""
+    add_form = MemberAddForm()
+    status = 200
+    if request.method == "POST":
+        access.require("member.manage")
+        op = request.POST.get("op")
+        if op == "add":
+            add_form = MemberAddForm(request.POST)
+            status = _member_add(request, access, add_form)
+        elif op in {"change", "remove"}:
+            status = _member_change(request, access, op)
+        else:
+            status = 400
+            messages.error(request, "Unknown action.")
+        if status == 302:
+            return redirect("ui:members", org=access.org.slug)
+    # Only owners are offered the owner role (the service refuses it to anyone else).
+    roles = [
+        (value, label)
+        for value, label in Role.choices
+        if access.role is Role.OWNER or value != Role.OWNER
+    ]
+    add_form.fields["role"].choices = roles  # type: ignore[attr-defined]
+    return render_org_page(
+        request,
+        access,
+        "orgs/members.html",
+        {
+            "members": selectors.members_list(org=access.org),
+            "add_form": add_form,
+            "roles": roles,
+            "may_manage": access.can("member.manage"),
+            "is_owner": access.role is Role.OWNER,
+        },
+        section="members",
+        status=status,
+    )
+
+
+def _member_add(request: HttpRequest, access: Access, form: MemberAddForm) -> int:
+    if not form.is_valid():
+        return 400
+    user = User.objects.filter(username=form.cleaned_data["username"], is_active=True).first()
+    if user is None:
+        form.add_error("username", "No active user with this username.")
+        return 400
+    if selectors.members_list(org=access.org).filter(user=user).exists():
+        form.add_error("username", "Already a member: change their role below.")
+        return 400
+    try:
+        services.membership_set(
+            org=access.org,
+            user=user,
+            role=Role(form.cleaned_data["role"]),
+            acting_user=access.user,
+            acting_role=access.role,
+        )
+    except ValidationError as exc:
+        add_service_errors(form, exc)
+        return 400
+    messages.success(request, f"{user.get_username()} added as {form.cleaned_data['role']}.")
+    return 302
+
+
+def _member_change(request: HttpRequest, access: Access, op: str) -> int:
+    form = MemberChangeForm(request.POST) if op == "change" else None
+    username = request.POST.get("username", "")
+    membership = selectors.members_list(org=access.org).filter(user__username=username).first()
+    if membership is None:
+        raise Http404("No such member.")
+    try:
+        if form is not None:
+            if not form.is_valid():
+                messages.error(request, "Choose one of the roles.")
+                return 400
+            services.membership_set(
+                org=access.org,
+                user=membership.user,
+                role=Role(form.cleaned_data["role"]),
+                acting_user=access.user,
+                acting_role=access.role,
+            )
+            messages.success(request, f"{username} is now {form.cleaned_data['role']}.")
+        else:
+            services.membership_remove(
+                membership=membership, acting_user=access.user, acting_role=access.role
+            )
+            messages.success(request, f"{username} removed.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return 400
+    return 302

@@ -9,7 +9,7 @@ their own tests in test_roles_and_grants.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,8 @@ class Endpoint:
     body: dict[str, Any] | None = None
     agent_token: bool = False  # an agent token may call it for its own agent
     html: bool = False
-    form: dict[str, Any] = field(default_factory=dict)
+    # Form fields; "{agent}" and the like are filled from the target.
+    form: dict[str, str] = field(default_factory=dict)
 
 
 def _api(name, method, path, actions, ok, body=None, agent_token=False) -> Endpoint:
@@ -204,6 +205,31 @@ def _ua(t: Target) -> str:
 
 
 PAGES = [
+    _page("ui-org", "get", lambda t: f"/orgs/{t.org}/", ["org.view"], 200),
+    _page("ui-members", "get", lambda t: f"/orgs/{t.org}/members/", ["org.view"], 200),
+    _page(
+        "ui-member-change",
+        "post",
+        lambda t: f"/orgs/{t.org}/members/",
+        ["member.manage"],
+        302,
+        {"op": "change", "username": "auditor", "role": "member"},
+    ),
+    _page(
+        "ui-credential-test",
+        "post",
+        lambda t: f"{_uc(t)}test",
+        ["credential.use", "agent.run"],
+        302,
+        {"agent": "{agent}"},
+    ),
+    _page(
+        "ui-credential-test-result",
+        "get",
+        lambda t: f"{_uc(t)}tests/{t.run}/",
+        ["credential.view", "run.view"],
+        200,
+    ),
     _page(
         "ui-credentials", "get", lambda t: f"/orgs/{t.org}/credentials/", ["credential.view"], 200
     ),
@@ -304,7 +330,8 @@ def test_status_follows_the_matrix(world, endpoint, caller, where):
     client = _client(world, caller, endpoint.html)
     url = endpoint.path(target)
     if endpoint.html:
-        response = getattr(client, endpoint.method)(url, endpoint.form)
+        form = {k: v.format(**asdict(target)) for k, v in endpoint.form.items()}
+        response = getattr(client, endpoint.method)(url, form)
     else:
         response = getattr(client, endpoint.method)(url, endpoint.body, format="json")
 
