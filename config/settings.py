@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "audit",
     "credentials",
     "agents",
+    "incidents",
 ]
 
 MIDDLEWARE = [

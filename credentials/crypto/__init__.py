@@ -29,6 +29,7 @@ from credentials.crypto.keyring import (
     key_variable,
     keyring_from_django_settings,
     local_key_variable,
+    normalise_key_id,
     reset_keyring,
 )
 from credentials.crypto.process_role import decryption_enabled, enable_decryption, worker_role
@@ -59,6 +60,7 @@ __all__ = [
     "key_variable",
     "keyring_from_django_settings",
     "local_key_variable",
+    "normalise_key_id",
     "open_sealed",
     "provider_name",
     "reseal",

@@ -189,6 +189,13 @@ def _kms_provider(key_id: str, kms: KmsClientSettings) -> KeyProvider:
     return GcpKmsKeyProvider(key_id, name, kms)
 
 
+def normalise_key_id(value: str) -> str:
+    """A key id as operators may type it (`v3`, `local:v3`, `aws-kms:alias/x`) in full form."""
+    value = value.strip()
+    short = _SHORT_LOCAL_RE.match(value)
+    return local_key_id(int(short.group(1))) if short else value
+
+
 def _active_key_id(
     active: str | None, providers: Mapping[str, KeyProvider], versions: list[int]
 ) -> str:
@@ -201,9 +208,7 @@ def _active_key_id(
             f"{ACTIVE_KEY_VARIABLE} must name the key for new writes: several KMS keys are "
             f"configured and no local key"
         )
-    value = active.strip()
-    short = _SHORT_LOCAL_RE.match(value)
-    key_id = local_key_id(int(short.group(1))) if short else value
+    key_id = normalise_key_id(active)
     if key_id in providers:
         return key_id
     if _LOCAL_ID_RE.match(key_id):
