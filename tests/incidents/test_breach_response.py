@@ -104,7 +104,7 @@ def test_the_playbook_contains_the_org_and_leaves_the_others_alone(breached, tmp
     assert "member-own" in sent["member@acme.example"].body
     assert "billing" not in sent["member@acme.example"].body  # not theirs
     for message in mail.outbox:
-        assert canary not in message.body + message.subject
+        assert canary not in f"{message.subject}\n{message.body}"
     # 5. the review is written, owner-readable only
     incident = Incident.objects.get()
     report = Path(incident.report_path)
