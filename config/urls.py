@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents.api import AgentDetailApi, AgentListApi, AgentRunListApi, RunDetailApi
 from audit.api import AuditListApi
+from config.metrics_endpoint import metrics_view
 from credentials.api import CredentialDetailApi, CredentialListApi, CredentialSecretApi
 from orgs.api import OrgListApi
 
@@ -28,6 +29,7 @@ api = [
     ),
     path("orgs/<slug:org>/runs/<str:run_id>/", RunDetailApi.as_view(), name="run"),
     path("orgs/<slug:org>/audit/", AuditListApi.as_view(), name="audit"),
+    path("metrics", metrics_view, name="metrics"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
 ]

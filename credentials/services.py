@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -13,10 +14,12 @@ from django.utils import timezone
 
 from audit.models import Outcome
 from audit.services import Actor, Target, record_event
-from config import redaction
+from config import metrics, redaction
 from credentials import crypto
 from credentials.models import Credential, CredentialKind, CredentialStatus
 from orgs.models import Organization
+
+logger = logging.getLogger(__name__)
 
 DUPLICATE_NAME = "A credential with this name already exists in this organisation."
 
@@ -94,6 +97,7 @@ def credential_create(
         target=_target(credential),
         metadata={"kind": kind, "key_id": sealed.key_id},
     )
+    transaction.on_commit(lambda: metrics.observe_encryption(key_id=sealed.key_id))
     return credential
 
 
@@ -165,6 +169,7 @@ def credential_replace_secret(
         target=_target(credential),
         metadata={"key_id": sealed.key_id, "previous_status": previous_status},
     )
+    transaction.on_commit(lambda: metrics.observe_encryption(key_id=sealed.key_id))
     return credential
 
 
@@ -178,6 +183,12 @@ def credential_delete(*, credential: Credential, acting_user: User | None) -> No
         metadata={"key_id": credential.key_id},
     )
     Credential.objects.filter(pk=credential.pk).delete()
+
+
+def _configured(key_id: str) -> str | None:
+    """The key id as a metric label only if it is configured: a row's key_id is data, and a
+    tampered row must not mint metric series."""
+    return key_id if key_id in crypto.get_keyring().key_ids else None
 
 
 class CredentialUnavailableError(Exception):
@@ -213,6 +224,7 @@ def credential_decrypt_for_job(
                 outcome=Outcome.DENIED,
                 metadata={"reason": credential.status},
             )
+        metrics.observe_decrypt(key_id=_configured(credential.key_id), outcome="denied")
         raise CredentialUnavailableError(
             f"credential {credential.name!r} is {credential.status}; a new secret must be "
             f"submitted before it can be used"
@@ -232,8 +244,10 @@ def credential_decrypt_for_job(
         plaintext = crypto.open_sealed(sealed, context=context).decode("utf-8")
     except crypto.KeyNotConfiguredError as exc:
         reason = f"key {exc.key_id} is not configured"
+        outcome = "key_missing"
     except crypto.DecryptionError:
         reason = f"ciphertext failed authentication under key {credential.key_id}"
+        outcome = "failure"
     else:
         redaction.register_secret(plaintext)
         with transaction.atomic():
@@ -245,6 +259,7 @@ def credential_decrypt_for_job(
                 target=target,
                 metadata={"key_id": credential.key_id},
             )
+        metrics.observe_decrypt(key_id=credential.key_id, outcome="success")
         return plaintext
     # DecryptionNotAllowedError is not caught: decrypting outside a worker is a programming
     # error, and it must surface as itself.
@@ -257,6 +272,11 @@ def credential_decrypt_for_job(
             outcome=Outcome.FAILURE,
             metadata={"key_id": credential.key_id, "reason": reason},
         )
+    metrics.observe_decrypt(key_id=_configured(credential.key_id), outcome=outcome)
+    logger.warning(
+        "credential decrypt failed",
+        extra={"credential_id": str(credential.id), "key_id": credential.key_id, "reason": reason},
+    )
     raise CredentialUnavailableError(
         f"credential {credential.name!r} could not be decrypted: {reason}"
     )
