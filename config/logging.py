@@ -26,10 +26,17 @@ _STANDARD_ATTRS = frozenset(
     | {"message", "asctime", "taskName", _CONTEXT_MARK, _REDACTED_MARK}
 )
 CONTEXT_FIELDS = ("requestId", "jobId", "trace_id", "span_id", "org", "user")
+_NOT_EXTRA = _STANDARD_ATTRS | set(CONTEXT_FIELDS)
 
 
 class ContextFilter(logging.Filter):
     """Stamp each record with requestId, jobId, org, user and the current trace/span ids."""
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        # The span context of the previous record and its ids as text: consecutive lines of
+        # one span (most lines) skip the formatting.
+        self._last_span: tuple[object, str, str] = (None, "", "")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, _CONTEXT_MARK, False):
@@ -52,11 +59,18 @@ class ContextFilter(logging.Filter):
         record.org = ctx.org
         record.user = ctx.user
         span_context = trace.get_current_span().get_span_context()
-        if span_context.is_valid:
-            record.trace_id = format(span_context.trace_id, "032x")
-            record.span_id = format(span_context.span_id, "016x")
-        else:
+        if not span_context.is_valid:
             record.trace_id = record.span_id = None
+        else:
+            last = self._last_span
+            if last[0] is not span_context:
+                last = (
+                    span_context,
+                    format(span_context.trace_id, "032x"),
+                    format(span_context.span_id, "016x"),
+                )
+                self._last_span = last
+            record.trace_id, record.span_id = last[1], last[2]
         setattr(record, _CONTEXT_MARK, True)
         return True
 
@@ -85,13 +99,17 @@ class RedactionFilter(logging.Filter):
             record.exc_text = redaction.redact_text(record.exc_text)
         if record.stack_info:
             record.stack_info = redaction.redact_text(record.stack_info)
-        for key, value in list(vars(record).items()):
-            if key in _STANDARD_ATTRS or key in CONTEXT_FIELDS:
+        attributes = record.__dict__
+        # Values are replaced in place while iterating: the keys do not change.
+        for key, value in attributes.items():
+            if key in _NOT_EXTRA:
                 continue
             if redaction.is_sensitive_key(key):
-                setattr(record, key, redaction.REDACTED)
+                attributes[key] = redaction.REDACTED
+            elif type(value) is str:
+                attributes[key] = redaction.redact_text(value)
             else:
-                setattr(record, key, redaction.redact(value))
+                attributes[key] = redaction.redact(value)
         setattr(record, _REDACTED_MARK, True)
         return True
 

@@ -13,7 +13,9 @@ Three nets, as a CI system masks secrets:
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime
+import functools
 import re
 import threading
 import urllib.parse
@@ -45,34 +47,42 @@ _SENSITIVE_KEY_PARTS = (
 _SAFE_KEYS = frozenset({"credentialid", "credentialname", "credentialkind", "credentials"})
 _KEY_SEPARATORS = re.compile(r"[^a-z0-9]")
 
-# One pass over the text for every pattern: our token prefix; an authorization scheme followed
-# by its credential; a URL query parameter (`?name=value`, `&name=value`), whose value is
-# redacted when its name is sensitive.
-_PATTERN = re.compile(
-    r"(?P<ours>\bevh_[A-Za-z0-9_-]{8,})"
-    r"|(?i:\b(?P<scheme>bearer|basic|token)\s+)[A-Za-z0-9._~+/=-]{8,}"
-    r"|(?P<lead>[?&])(?P<name>[^=&\s#?\"'<>]{1,128})=[^&\s#\"'<>]+"
-)
+# Our token prefix; an authorization scheme followed by its credential; a URL query parameter
+# (`?name=value`, `&name=value`), whose value is redacted when its name is sensitive. Each runs
+# only when a plain substring test says it could match: most text has none of them, and a
+# regex scan costs more than the rest of a log record's formatting.
+_OUR_TOKEN = re.compile(r"\bevh_[A-Za-z0-9_-]{8,}")
+_AUTHORIZATION = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
+_QUERY_PARAMETER = re.compile(r"([?&])([^=&\s#?\"'<>]{1,128})=[^&\s#\"'<>]+")
+_SHORTEST_AUTHORIZATION = len("basic ") + 8
 
 # Shorter values are not scrubbed by value: a 1-3 character "secret" would mangle every line.
 MIN_VALUE_LENGTH = 4
 
 
 class _JobSecrets:
-    """The values registered in one job: the tuple is replaced, never mutated, so a reader in
-    another thread always sees a consistent one."""
+    """The values registered in one job, longest first (a value that contains another is
+    replaced whole), with their negated lengths to skip those longer than a text by bisection.
+    The pair is replaced, never mutated, so a reader in another thread sees a consistent one."""
 
-    __slots__ = ("_lock", "values")
+    __slots__ = ("_lock", "table")
 
     def __init__(self) -> None:
-        self.values: tuple[str, ...] = ()
+        self.table: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())
         self._lock = threading.Lock()
 
     def add(self, forms: set[str]) -> None:
         with self._lock:
-            known = set(self.values) | forms
-            # Longest first, so a value that contains another is replaced whole.
-            self.values = tuple(sorted(known, key=len, reverse=True))
+            known = sorted(set(self.table[0]) | forms, key=len, reverse=True)
+            self.table = (tuple(known), tuple(-len(v) for v in known))
+
+    def scrub(self, text: str) -> str:
+        values, negated_lengths = self.table
+        # Only values no longer than the text can occur in it.
+        for value in values[bisect.bisect_left(negated_lengths, -len(text)) :]:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
 
 
 _job_secrets: ContextVar[_JobSecrets | None] = ContextVar("everesthood_job_secrets", default=None)
@@ -82,8 +92,12 @@ _unscoped = _JobSecrets()
 
 
 def is_sensitive_key(key: object) -> bool:
-    if not isinstance(key, str):
-        return False
+    return isinstance(key, str) and _is_sensitive_name(key)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_sensitive_name(key: str) -> bool:
+    # Cached: keys are mostly code constants (extra names, header names), seen on every line.
     folded = _KEY_SEPARATORS.sub("", key.lower())
     if folded in _SAFE_KEYS:
         return False
@@ -139,25 +153,34 @@ def secret_scope() -> Iterator[None]:
         _job_secrets.reset(token)
 
 
-def _replace(match: re.Match[str]) -> str:
-    if match.group("ours"):
-        return REDACTED
-    scheme = match.group("scheme")
-    if scheme:
-        return f"{scheme} {REDACTED}"
-    name = match.group("name")
-    if is_sensitive_key(urllib.parse.unquote_plus(name)):
-        return f"{match.group('lead')}{name}={REDACTED}"
+def _authorization(match: re.Match[str]) -> str:
+    return f"{match.group(1)} {REDACTED}"
+
+
+def _query_parameter(match: re.Match[str]) -> str:
+    lead, name = match.group(1), match.group(2)
+    if _is_sensitive_name(urllib.parse.unquote_plus(name) if "%" in name or "+" in name else name):
+        return f"{lead}{name}={REDACTED}"
     return match.group(0)
 
 
 def redact_text(text: str) -> str:
+    if len(text) < MIN_VALUE_LENGTH:
+        return text  # shorter than any registered value and than any pattern's match
     holder = _job_secrets.get()
-    for values in (holder.values if holder is not None else (), _unscoped.values):
-        for value in values:
-            if value in text:
-                text = text.replace(value, REDACTED)
-    return _PATTERN.sub(_replace, text)
+    if holder is not None:
+        text = holder.scrub(text)
+    if _unscoped.table[0]:
+        text = _unscoped.scrub(text)
+    if "evh_" in text:
+        text = _OUR_TOKEN.sub(REDACTED, text)
+    if len(text) >= _SHORTEST_AUTHORIZATION:
+        lowered = text.lower()
+        if "bearer" in lowered or "basic" in lowered or "token" in lowered:
+            text = _AUTHORIZATION.sub(_authorization, text)
+    if "=" in text and ("?" in text or "&" in text):
+        text = _QUERY_PARAMETER.sub(_query_parameter, text)
+    return text
 
 
 def redact_query(query: str) -> str:
@@ -178,6 +201,20 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
     """
     if _depth > 20:
         return REDACTED
+    kind = type(value)
+    if kind is str:
+        return redact_text(value)
+    if kind is dict:  # the common case, without the slower ABC check below
+        return {
+            k: (
+                REDACTED
+                if is_sensitive_key(k)
+                else redact_text(v)
+                if type(v) is str
+                else redact(v, _depth=_depth + 1)
+            )
+            for k, v in value.items()
+        }
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, _PLAIN_TYPES):

@@ -18,10 +18,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
+from types import MappingProxyType
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -92,17 +92,18 @@ def _redact_value(key: str, value: AttributeValue) -> AttributeValue:
             return redaction.redact_query(value)
         return redaction.redact_text(value)
     if isinstance(value, Sequence) and value and isinstance(value[0], str):
-        # Captured headers are one-item lists: http.request.header.authorization = ["..."].
+        # Captured headers are one-item sequences: http.request.header.authorization = ("...",).
         if redaction.is_sensitive_key(key):
-            return [redaction.REDACTED for _ in value]
-        return [redaction.redact_text(str(v)) for v in value]
+            return tuple(redaction.REDACTED for _ in value)
+        return tuple(redaction.redact_text(str(v)) for v in value)
     return value
 
 
-def redact_attributes(attributes: Attributes) -> BoundedAttributes:
-    return BoundedAttributes(
-        attributes={key: _redact_value(key, value) for key, value in (attributes or {}).items()},
-        immutable=True,
+def redact_attributes(attributes: Attributes) -> MappingProxyType[str, AttributeValue]:
+    # The SDK cleaned and bounded these values when they were set; a read-only view of the
+    # redacted copy is all an exporter needs.
+    return MappingProxyType(
+        {key: _redact_value(key, value) for key, value in (attributes or {}).items()}
     )
 
 
