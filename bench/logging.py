@@ -65,7 +65,7 @@ def _make_records(count: int) -> list[Any]:
         exc_info = sys.exc_info()
     run_id = "5b1c0f6e-0d5e-4a7e-9c3e-1f2a3b4c5d6e"
     audit = {"action": "credential.decrypt", "outcome": "success", "target_id": run_id}
-    shapes = [
+    shapes: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
         ("agent run started", (), {"agent_id": run_id, "tool": "http_request"}),
         (
             "agent run %s",
@@ -93,11 +93,11 @@ def _make_records(count: int) -> list[Any]:
     ]
     records = []
     for i in range(count):
+        exc: Any = None
         if i % 20 == 19:
             msg, args, extra, exc = "tool call failed", (), {"attempt": 2}, exc_info
         else:
             msg, args, extra = shapes[i % len(shapes)]
-            exc = None
         records.append(
             logger.makeRecord(logger.name, logging.INFO, __file__, 1, msg, args, exc, extra=extra)
         )
