@@ -85,10 +85,13 @@ class RedactionFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, _REDACTED_MARK, False):
             return True
-        try:
-            message = record.getMessage()
-        except (TypeError, ValueError):  # malformed format args must not lose the line
-            message = f"{record.msg!s} (unformattable arguments)"
+        if not record.args and type(record.msg) is str:
+            message = record.msg
+        else:
+            try:
+                message = record.getMessage()
+            except (TypeError, ValueError):  # malformed format args must not lose the line
+                message = f"{record.msg!s} (unformattable arguments)"
         record.msg = redaction.redact_text(message)
         record.args = None
         if record.exc_info:
@@ -104,7 +107,7 @@ class RedactionFilter(logging.Filter):
         for key, value in attributes.items():
             if key in _NOT_EXTRA:
                 continue
-            if redaction.is_sensitive_key(key):
+            if redaction.is_sensitive_name(key):
                 attributes[key] = redaction.REDACTED
             elif type(value) is str:
                 attributes[key] = redaction.redact_text(value)

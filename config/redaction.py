@@ -92,11 +92,11 @@ _unscoped = _JobSecrets()
 
 
 def is_sensitive_key(key: object) -> bool:
-    return isinstance(key, str) and _is_sensitive_name(key)
+    return isinstance(key, str) and is_sensitive_name(key)
 
 
 @functools.lru_cache(maxsize=4096)
-def _is_sensitive_name(key: str) -> bool:
+def is_sensitive_name(key: str) -> bool:
     # Cached: keys are mostly code constants (extra names, header names), seen on every line.
     folded = _KEY_SEPARATORS.sub("", key.lower())
     if folded in _SAFE_KEYS:
@@ -159,17 +159,22 @@ def _authorization(match: re.Match[str]) -> str:
 
 def _query_parameter(match: re.Match[str]) -> str:
     lead, name = match.group(1), match.group(2)
-    if _is_sensitive_name(urllib.parse.unquote_plus(name) if "%" in name or "+" in name else name):
+    if is_sensitive_name(urllib.parse.unquote_plus(name) if "%" in name or "+" in name else name):
         return f"{lead}{name}={REDACTED}"
     return match.group(0)
 
 
 def redact_text(text: str) -> str:
-    if len(text) < MIN_VALUE_LENGTH:
+    length = len(text)
+    if length < MIN_VALUE_LENGTH:
         return text  # shorter than any registered value and than any pattern's match
     holder = _job_secrets.get()
     if holder is not None:
-        text = holder.scrub(text)
+        values, negated_lengths = holder.table
+        # (JobSecrets.scrub, inlined: this runs for every string of every log line.)
+        for value in values[bisect.bisect_left(negated_lengths, -length) :]:
+            if value in text:
+                text = text.replace(value, REDACTED)
     if _unscoped.table[0]:
         text = _unscoped.scrub(text)
     if "evh_" in text:
@@ -208,7 +213,7 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
         return {
             k: (
                 REDACTED
-                if is_sensitive_key(k)
+                if (is_sensitive_name(k) if type(k) is str else False)
                 else redact_text(v)
                 if type(v) is str
                 else redact(v, _depth=_depth + 1)
