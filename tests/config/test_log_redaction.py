@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import urllib.parse
+from typing import Any
 
 from config import redaction
 from tests.conftest import JsonLogCapture
@@ -164,3 +165,28 @@ def test_a_record_sent_to_two_handlers_is_redacted_once_and_identically(json_log
         logging.getLogger().removeHandler(second.handler)
     assert json_logs.lines == second.lines
     assert canary not in json_logs.text
+
+
+def test_our_formatter_renders_what_python_json_logger_renders_with_the_same_options(canary):
+    from pythonjsonlogger.json import JsonFormatter
+
+    from config.logging import JSON_FORMATTER_OPTIONS, JsonLineFormatter
+
+    ours, stock = JsonLineFormatter(), JsonFormatter(**JSON_FORMATTER_OPTIONS)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        exc_info = sys.exc_info()
+    cases: list[tuple[dict, Any]] = [
+        ({}, None),
+        ({"n": 1, "deep": {"a": [1, "x"]}, "note": "kept"}, exc_info),
+    ]
+    for extra, exc in cases:
+        record = log.makeRecord(
+            log.name, logging.WARNING, "f.py", 3, "m %s", ("a",), exc, extra=extra
+        )
+        record._private = "never rendered"
+        assert json.loads(ours.format(record)) == json.loads(stock.format(record))
+        assert list(json.loads(ours.format(record))) == list(json.loads(stock.format(record)))
