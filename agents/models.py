@@ -3,7 +3,10 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import models
+
+from orgs.models import ApiToken
 
 
 class Tool(models.TextChoices):
@@ -32,6 +35,12 @@ class Agent(models.Model):
     # Non-secret tool configuration (method, URL, headers). Secrets live in credentials and
     # reach the tool only through bindings; validation refuses secret-looking headers here.
     config = models.JSONField(default=dict, blank=True)
+    # Who the agent is to django-guardian: per-credential `use_credential` grants are held by
+    # this group, and the worker checks them just before it decrypts. A group, not a user: an
+    # agent can never log in, hold a membership or reach Django admin.
+    principal = models.OneToOneField(
+        Group, on_delete=models.PROTECT, related_name="agent", editable=False
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -83,6 +92,9 @@ class AgentRun(models.Model):
     queued_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    queued_by_token = models.ForeignKey(
+        "agents.AgentToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     queued_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -99,3 +111,14 @@ class AgentRun(models.Model):
     @property
     def job_id(self) -> str:
         return str(self.id)
+
+
+class AgentToken(ApiToken):
+    """An agent's API token: it may queue runs of its agent and read their status, nothing
+    else. `org` repeats the agent's org so every lookup can be org-scoped."""
+
+    org = models.ForeignKey("orgs.Organization", on_delete=models.CASCADE, related_name="+")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tokens")
+
+    class Meta(ApiToken.Meta):
+        indexes = [models.Index(fields=["org", "agent", "-created_at"], name="agent_token_agent")]

@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
+from django.contrib.auth.models import Group, User
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents.models import Agent, AgentRun, CredentialBinding, Placement, RunStatus, Tool
+from agents.models import (
+    Agent,
+    AgentRun,
+    AgentToken,
+    CredentialBinding,
+    Placement,
+    RunStatus,
+    Tool,
+)
 from agents.tools import http_request
 from audit.models import ActorType, Outcome
 from audit.services import Actor, Target, record_event
 from config import context, metrics, redaction
 from credentials.models import Credential
-from credentials.services import CredentialUnavailableError, credential_decrypt_for_job
+from credentials.services import (
+    CredentialUnavailableError,
+    Grantee,
+    credential_grant,
+    credentials_decrypt_for_job,
+)
+from orgs import tokens
+from orgs.access import Access
 from orgs.models import Organization
 from orgs.selectors import scoped
 
@@ -64,8 +80,35 @@ def _validate_bindings(*, org: Organization, bindings: list[BindingSpec]) -> lis
     return [credentials[b.credential_id] for b in bindings]
 
 
-def _write_bindings(*, agent: Agent, bindings: list[BindingSpec]) -> None:
+def agent_grantee(agent: Agent) -> Grantee:
+    return Grantee("agent", str(agent.id), agent.name, group=agent.principal)
+
+
+def _write_bindings(
+    *, agent: Agent, bindings: list[BindingSpec], acting_user: User | None, access: Access | None
+) -> None:
+    """Replace the agent's bindings. With `access` (a person acting through the UI or API),
+    each bound credential must be one they may use; where they may also grant it, the agent
+    gets its use grant at once. Without it (the system: demo, setup scripts) it always does.
+    Bindings whose credential the agent holds no grant for are kept: runs fail, saying so,
+    until someone who may grants it."""
     credentials = _validate_bindings(org=agent.org, bindings=bindings)
+    if access is not None:
+        access.prefetch_grants(credentials)
+        for spec, credential in zip(bindings, credentials, strict=True):
+            if not access.can("credential.use", credential):
+                raise PermissionDenied(
+                    f"Slot {spec.slot}: you may not use credential {credential.name!r}."
+                )
+    for credential in {c.id: c for c in credentials}.values():
+        if access is None or access.can("credential.grant", credential):
+            credential_grant(
+                credential=credential,
+                permission="use",
+                grantee=agent_grantee(agent),
+                acting_user=acting_user,
+                actor=access.actor if access is not None else None,
+            )
     agent.bindings.all().delete()
     CredentialBinding.objects.bulk_create(
         CredentialBinding(
@@ -78,6 +121,12 @@ def _write_bindings(*, agent: Agent, bindings: list[BindingSpec]) -> None:
         )
         for spec, credential in zip(bindings, credentials, strict=True)
     )
+
+
+def _bindings_metadata(bindings: list[BindingSpec]) -> list[dict[str, str]]:
+    # Which credential each slot holds, in the trail itself: the access review checks every
+    # decrypt against the bindings the trail says the agent had at that moment.
+    return [{"slot": b.slot, "credential_id": str(b.credential_id)} for b in bindings]
 
 
 def _agent_target(agent: Agent) -> Target:
@@ -94,27 +143,31 @@ def agent_create(
     config: dict[str, Any],
     description: str = "",
     bindings: list[BindingSpec] | None = None,
+    access: Access | None = None,
 ) -> Agent:
+    agent_id = uuid.uuid4()
     agent = Agent(
+        id=agent_id,
         org=org,
         name=name,
         tool=tool,
         description=description,
         config=http_request.validate_config(config),
         created_by=acting_user,
+        principal=Group.objects.create(name=f"agent:{agent_id}"),
     )
     try:
         with transaction.atomic():
             agent.save(force_insert=True)
     except IntegrityError:
         raise ValidationError({"name": [DUPLICATE_NAME]}) from None
-    _write_bindings(agent=agent, bindings=bindings or [])
+    _write_bindings(agent=agent, bindings=bindings or [], acting_user=acting_user, access=access)
     record_event(
         action="agent.create",
         org=org,
-        actor=Actor.for_user(acting_user),
+        actor=access.actor if access is not None else Actor.for_user(acting_user),
         target=_agent_target(agent),
-        metadata={"tool": tool, "slots": [b.slot for b in bindings or []]},
+        metadata={"tool": tool, "bindings": _bindings_metadata(bindings or [])},
     )
     return agent
 
@@ -128,6 +181,7 @@ def agent_update(
     description: str | None = None,
     config: dict[str, Any] | None = None,
     bindings: list[BindingSpec] | None = None,
+    access: Access | None = None,
 ) -> Agent:
     changed: list[str] = []
     if name is not None and name != agent.name:
@@ -143,15 +197,18 @@ def agent_update(
         except IntegrityError:
             raise ValidationError({"name": [DUPLICATE_NAME]}) from None
     if bindings is not None:
-        _write_bindings(agent=agent, bindings=bindings)
+        _write_bindings(agent=agent, bindings=bindings, acting_user=acting_user, access=access)
         changed.append("bindings")
     if changed:
         record_event(
             action="agent.update",
             org=agent.org,
-            actor=Actor.for_user(acting_user),
+            actor=access.actor if access is not None else Actor.for_user(acting_user),
             target=_agent_target(agent),
-            metadata={"fields": changed},
+            metadata={
+                "fields": changed,
+                **({"bindings": _bindings_metadata(bindings)} if bindings is not None else {}),
+            },
         )
     return agent
 
@@ -164,11 +221,19 @@ def agent_delete(*, agent: Agent, acting_user: User | None) -> None:
         actor=Actor.for_user(acting_user),
         target=_agent_target(agent),
     )
+    principal = agent.principal
     agent.delete()
+    principal.delete()  # its credential grants go with it
 
 
 @transaction.atomic
-def agent_run_create(*, agent: Agent, acting_user: User | None) -> AgentRun:
+def agent_run_create(
+    *,
+    agent: Agent,
+    acting_user: User | None,
+    token: AgentToken | None = None,
+    actor: Actor | None = None,
+) -> AgentRun:
     """Record a queued run and send it to the workers once the transaction commits."""
     from agents.tasks import run_agent
 
@@ -177,11 +242,12 @@ def agent_run_create(*, agent: Agent, acting_user: User | None) -> AgentRun:
         agent=agent,
         request_id=context.current().request_id or "",
         queued_by=acting_user,
+        queued_by_token=token,
     )
     record_event(
         action="agent_run.queue",
         org=agent.org,
-        actor=Actor.for_user(acting_user),
+        actor=actor or Actor.for_user(acting_user),
         target=Target("agent_run", str(run.id), agent.name),
         metadata={"agent_id": str(agent.id)},
     )
@@ -193,40 +259,58 @@ def agent_run_create(*, agent: Agent, acting_user: User | None) -> AgentRun:
 
 
 def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
-    """Worker side of a run: claim it, decrypt its credentials, call the tool, store the
-    redacted outcome. Returns the final status. Plaintext exists only inside this call."""
-    now = timezone.now()
-    claimed = AgentRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=now
-    )
-    if not claimed:
-        # A redelivered message for a run that already started or ended: never run it twice.
-        status = AgentRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
-        logger.warning("agent run not claimed", extra={"run_id": str(run_id), "status": status})
-        return status or "missing"
-    run = AgentRun.objects.select_related("agent", "org").get(pk=run_id)
-    agent = run.agent
-    context.update(org=run.org.slug)
-    actor = Actor(ActorType.AGENT, str(agent.id), agent.name)
+    """Worker side of a run: claim it, authorise and decrypt its credentials, call the tool,
+    store the redacted outcome. Returns the final status. Plaintext exists only inside this
+    call.
+
+    Claiming, authorising and decrypting share one transaction (one commit before the tool
+    runs): the run's row lock makes a redelivered message wait and then find the run taken.
+    """
     with redaction.secret_scope():
-        logger.info("agent run started", extra={"agent_id": str(agent.id), "tool": agent.tool})
-        try:
-            injections = [
-                http_request.Injection(
-                    placement=binding.placement,
-                    target=binding.target,
-                    template=binding.template,
-                    secret=credential_decrypt_for_job(
-                        org_id=run.org_id,
-                        credential_id=binding.credential_id,
-                        job_id=str(run.id),
-                        actor=actor,
-                    ),
+        with transaction.atomic():
+            run = (
+                AgentRun.objects.select_for_update()
+                .select_related("agent", "agent__principal", "org")
+                .filter(pk=run_id)
+                .first()
+            )
+            if run is None or run.status != RunStatus.QUEUED:
+                # A redelivered message for a run that already started or ended: never run
+                # it twice.
+                status = run.status if run is not None else "missing"
+                logger.warning(
+                    "agent run not claimed", extra={"run_id": str(run_id), "status": status}
                 )
-                for binding in agent.bindings.all()
-            ]
-        except CredentialUnavailableError as exc:
-            return _finish(run, ok=False, output={}, error=str(exc), actor=actor)
+                return str(status)
+            run.status, run.started_at = RunStatus.RUNNING, timezone.now()
+            run.save(update_fields=["status", "started_at"])
+            agent = run.agent
+            context.update(org=run.org.slug)
+            actor = Actor(ActorType.AGENT, str(agent.id), agent.name)
+            logger.info("agent run started", extra={"agent_id": str(agent.id), "tool": agent.tool})
+            # Re-read just before decrypting: a binding removed or a grant revoked while the
+            # run was queued takes effect for it.
+            bindings = list(CredentialBinding.objects.filter(agent=agent).order_by("slot"))
+            try:
+                if agent.org_id != run.org_id:
+                    raise CredentialUnavailableError("the agent is not in the run's organisation")
+                plaintexts = credentials_decrypt_for_job(
+                    org_id=run.org_id,
+                    credential_ids=[b.credential_id for b in bindings],
+                    principal=agent.principal,
+                    actor=actor,
+                )
+            except CredentialUnavailableError as exc:
+                return _finish(run, ok=False, output={}, error=str(exc), actor=actor)
+        injections = [
+            http_request.Injection(
+                placement=binding.placement,
+                target=binding.target,
+                template=binding.template,
+                secret=plaintexts[binding.credential_id],
+            )
+            for binding in bindings
+        ]
         result = http_request.run(agent.config, injections)
         return _finish(run, ok=result.ok, output=result.output, error=result.error, actor=actor)
 
@@ -259,3 +343,90 @@ def _finish(run: AgentRun, *, ok: bool, output: dict[str, Any], error: str, acto
         extra={"status": status, "queue_to_finish_ms": duration_ms, "error": error[:500]},
     )
     return str(status)
+
+
+# --- agent tokens -----------------------------------------------------------------------------
+
+
+def _token_target(token: AgentToken) -> Target:
+    return Target("agent_token", str(token.id), f"{token.agent.name}/{token.name}")
+
+
+@transaction.atomic
+def agent_token_issue(
+    *,
+    agent: Agent,
+    name: str,
+    acting_user: User | None,
+    expires_at: datetime.datetime | None = None,
+    actor: Actor | None = None,
+) -> tuple[AgentToken, str]:
+    """A new token for `agent` and its plaintext, which the caller shows once."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": ["Must be in the future."]})
+    new = tokens.issue(tokens.TokenKind.AGENT)
+    token = AgentToken.objects.create(
+        org=agent.org,
+        agent=agent,
+        name=name,
+        digest=new.digest,
+        display=new.display,
+        created_by=acting_user,
+        expires_at=expires_at,
+    )
+    record_event(
+        action="token.issue",
+        org=agent.org,
+        actor=actor or Actor.for_user(acting_user),
+        target=_token_target(token),
+        metadata={
+            "kind": "agent",
+            "agent_id": str(agent.id),
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
+    return token, new.plaintext
+
+
+@transaction.atomic
+def agent_token_revoke(
+    *, token: AgentToken, acting_user: User | None, actor: Actor | None = None
+) -> bool:
+    """Idempotent: True if the token was active and is now revoked."""
+    now = timezone.now()
+    revoked = AgentToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=now, revoked_by=acting_user
+    )
+    if revoked:
+        token.revoked_at, token.revoked_by = now, acting_user
+        record_event(
+            action="token.revoke",
+            org=token.org,
+            actor=actor or Actor.for_user(acting_user),
+            target=_token_target(token),
+            metadata={"kind": "agent", "agent_id": str(token.agent_id)},
+        )
+    return bool(revoked)
+
+
+def agent_tokens_revoke_all(
+    *,
+    org: Organization,
+    agent: Agent | None = None,
+    acting_user: User | None,
+    actor: Actor | None = None,
+    issued_before: datetime.datetime | None = None,
+) -> int:
+    """Revoke every active token of the org (or of one agent): the containment step of a
+    breach. Each revocation is its own audited transaction, so an interrupted call leaves
+    a consistent state and running it again finishes the job. With `issued_before`, tokens
+    issued later (after the breach was contained) are left alone."""
+    active = scoped(AgentToken, org=org).filter(revoked_at__isnull=True).select_related("agent")
+    if agent is not None:
+        active = active.filter(agent=agent)
+    if issued_before is not None:
+        active = active.filter(created_at__lt=issued_before)
+    return sum(
+        agent_token_revoke(token=token, acting_user=acting_user, actor=actor)
+        for token in active.order_by("created_at")
+    )

@@ -47,7 +47,7 @@ class AuditListApi(OrgScopedAPIView):
     def get(self, request: Request, org: str) -> Response:
         params = request.query_params
         events = audit_events_for_org(
-            org=self.org,
+            org=self.access.org,
             action=params.get("action"),
             request_id=params.get("request_id"),
             job_id=params.get("job_id"),

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
 from audit.selectors import audit_events_for_org
-from orgs.models import Membership
+from orgs.access import Access
 from orgs.views import org_view, render_org_page
 
 PAGE_SIZE = 50
@@ -26,14 +26,14 @@ class AuditFilterForm(forms.Form):
 
 @require_GET
 @org_view("audit.view")
-def audit_event_list(request: HttpRequest, membership: Membership) -> HttpResponse:
+def audit_event_list(request: HttpRequest, access: Access) -> HttpResponse:
     form = AuditFilterForm(request.GET)
     if form.is_valid():
         filters = {name: value or None for name, value in form.cleaned_data.items()}
-        events = audit_events_for_org(org=membership.org, **filters)
+        events = audit_events_for_org(org=access.org, **filters)
     else:
         # An invalid filter shows nothing rather than silently dropping the filter.
-        events = audit_events_for_org(org=membership.org).none()
+        events = audit_events_for_org(org=access.org).none()
     page = Paginator(events, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = [
         (event, json.dumps(event.metadata, sort_keys=True) if event.metadata else "")
@@ -41,7 +41,7 @@ def audit_event_list(request: HttpRequest, membership: Membership) -> HttpRespon
     ]
     return render_org_page(
         request,
-        membership,
+        access,
         "audit/event_list.html",
         {"form": form, "page": page, "rows": rows},
         section="audit",

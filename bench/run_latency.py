@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "--settings",
         default="config.settings",
         help="Django settings module for the child and its worker: measure a proposed "
-        "settings change without editing config/settings.py (e.g. bench.settings_db_reuse)",
+        "settings change without editing config/settings.py",
     )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "django_prometheus",
+    "csp",
     "config.apps.ConfigAppConfig",
     "orgs",
     "audit",
@@ -100,6 +101,7 @@ MIDDLEWARE = [
     "config.middleware.RequestContextMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -127,6 +129,9 @@ TEMPLATES = [
         },
     },
 ]
+
+# django-guardian: no anonymous user object (nothing is granted to anonymous visitors).
+ANONYMOUS_USER_NAME = None
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
@@ -157,6 +162,10 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE",
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Shared cache: throttling counters (failed token authentications). Per process by default;
+# set CACHE_URL (e.g. redis://127.0.0.1:6379/1) so several web processes count together.
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 # --- Auth, sessions, security ----------------------------------------------------------------
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "ui:home"
@@ -164,9 +173,32 @@ LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+# The CSRF token travels in forms, never read by script: the cookie need not be readable.
+CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Behind a TLS-terminating proxy in production: HSTS and the header that says "this was HTTPS".
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+if env.bool("SECURE_PROXY_SSL", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Content-Security-Policy (django-csp): no inline script or style anywhere, no framing, no
+# plugin content, forms post only to us. Every page's script is a static file of ours.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -178,10 +210,19 @@ STATIC_ROOT = VAR_DIR / "static"
 
 # --- REST API ----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
+    # Token first: an unauthenticated call then gets 401 with `WWW-Authenticate: Bearer`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "agents.authentication.VaultTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "orgs.api_permissions.AgentTokenScope",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        # Failed token authentications per client address (agents.authentication).
+        "token_failure": env.str("API_TOKEN_FAILURE_RATE", default="20/min"),
+    },
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "config.renderers.WriteOnlyBrowsableAPIRenderer",
@@ -247,6 +288,25 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=100)
 # --- Agents --------------------------------------------------------------------------------
 AGENT_HTTP_TIMEOUT_SECONDS = env.float("AGENT_HTTP_TIMEOUT_SECONDS", default=15.0)
 AGENT_HTTP_MAX_BODY_BYTES = env.int("AGENT_HTTP_MAX_BODY_BYTES", default=4096)
+
+# --- Email (breach notifications) ------------------------------------------------------------
+# EMAIL_URL in django-environ's form: smtp+tls://user:password@host:587, consolemail://,
+# filemail:///path/to/dir. Development prints mails to the console.
+_email = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email.get("EMAIL_HOST", "")
+EMAIL_PORT = _email.get("EMAIL_PORT", 25)
+EMAIL_HOST_USER = _email.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = _secret_from_env("EMAIL_HOST_PASSWORD") or _email.get(
+    "EMAIL_HOST_PASSWORD", ""
+)
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+if "EMAIL_FILE_PATH" in _email:
+    EMAIL_FILE_PATH = _email["EMAIL_FILE_PATH"]
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="vault@localhost")
+# Where the vault's pages are, for links in mails (e.g. https://vault.example.com).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # --- Logging -------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

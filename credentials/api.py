@@ -92,7 +92,9 @@ class CredentialListApi(OrgScopedAPIView):
     def get(self, request: Request, org: str) -> Response:
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(
-            selectors.credential_list(org=self.org).select_related("created_by"), request, self
+            selectors.credential_list(org=self.access.org).select_related("created_by"),
+            request,
+            self,
         )
         return paginator.get_paginated_response(CredentialOutput(page, many=True).data)
 
@@ -104,8 +106,8 @@ class CredentialListApi(OrgScopedAPIView):
     def post(self, request: Request, org: str) -> Response:
         data = validate_input(CredentialCreateInput, request)
         credential = services.credential_create(
-            org=self.org,
-            acting_user=self.membership.user,
+            org=self.access.org,
+            acting_user=self.person,
             **data,
         )
         return Response(CredentialOutput(credential).data, status=status.HTTP_201_CREATED)
@@ -120,7 +122,7 @@ class CredentialDetailApi(OrgScopedAPIView):
 
     @extend_schema(responses=CredentialOutput, operation_id="credentials_retrieve")
     def get(self, request: Request, org: str, credential_id: str) -> Response:
-        credential = selectors.credential_get(org=self.org, credential_id=credential_id)
+        credential = selectors.credential_get_for(access=self.access, credential_id=credential_id)
         return Response(CredentialOutput(credential).data)
 
     @extend_schema(
@@ -129,19 +131,23 @@ class CredentialDetailApi(OrgScopedAPIView):
         operation_id="credentials_update",
     )
     def patch(self, request: Request, org: str, credential_id: str) -> Response:
-        credential = selectors.credential_get(org=self.org, credential_id=credential_id)
+        credential = selectors.credential_get_for(
+            access=self.access, credential_id=credential_id, need="credential.change"
+        )
         data = validate_input(CredentialUpdateInput, request, partial=True)
         credential = services.credential_update_metadata(
             credential=credential,
-            acting_user=self.membership.user,
+            acting_user=self.person,
             **data,
         )
         return Response(CredentialOutput(credential).data)
 
     @extend_schema(responses={204: None}, operation_id="credentials_delete")
     def delete(self, request: Request, org: str, credential_id: str) -> Response:
-        credential = selectors.credential_get(org=self.org, credential_id=credential_id)
-        services.credential_delete(credential=credential, acting_user=self.membership.user)
+        credential = selectors.credential_get_for(
+            access=self.access, credential_id=credential_id, need="credential.delete"
+        )
+        services.credential_delete(credential=credential, acting_user=self.person)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -152,11 +158,13 @@ class CredentialSecretApi(OrgScopedAPIView):
         request=SecretInput, responses=CredentialOutput, operation_id="credentials_replace_secret"
     )
     def put(self, request: Request, org: str, credential_id: str) -> Response:
-        credential = selectors.credential_get(org=self.org, credential_id=credential_id)
+        credential = selectors.credential_get_for(
+            access=self.access, credential_id=credential_id, need="credential.change"
+        )
         data = validate_input(SecretInput, request)
         credential = services.credential_replace_secret(
             credential=credential,
-            acting_user=self.membership.user,
+            acting_user=self.person,
             secret=data["secret"],
         )
         return Response(CredentialOutput(credential).data)

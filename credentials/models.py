@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 
 class CredentialKind(models.TextChoices):
@@ -52,9 +53,30 @@ class Credential(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["org", "name"], name="credential_name_unique_in_org"),
         ]
+        # Per-credential grants (django-guardian object permissions), beside Django's own
+        # change_credential: to a member (user) or to an agent (the agent's principal group).
+        permissions = [("use_credential", "Use the credential in agent runs")]
 
     def __str__(self) -> str:
         return self.name
 
     def __repr__(self) -> str:
         return f"<Credential {self.id} {self.name!r} key={self.key_id}>"
+
+
+class CredentialUserObjectPermission(UserObjectPermissionBase):
+    """A grant on one credential to one member (django-guardian, direct foreign key)."""
+
+    content_object = models.ForeignKey(Credential, on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        verbose_name = "credential grant to a member"
+
+
+class CredentialGroupObjectPermission(GroupObjectPermissionBase):
+    """A grant on one credential to a group: an agent's principal group."""
+
+    content_object = models.ForeignKey(Credential, on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        verbose_name = "credential grant to an agent"

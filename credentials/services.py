@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from guardian.shortcuts import assign_perm
 
 from audit.models import Outcome
 from audit.services import Actor, Target, record_event
 from config import metrics, redaction
 from credentials import crypto
-from credentials.models import Credential, CredentialKind, CredentialStatus
+from credentials.models import (
+    Credential,
+    CredentialGroupObjectPermission,
+    CredentialKind,
+    CredentialStatus,
+    CredentialUserObjectPermission,
+)
 from orgs.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -185,6 +195,50 @@ def credential_delete(*, credential: Credential, acting_user: User | None) -> No
     Credential.objects.filter(pk=credential.pk).delete()
 
 
+def credentials_mark_compromised(
+    *,
+    org: Organization,
+    secret_replaced_before: datetime.datetime,
+    actor: Actor,
+    incident_id: str = "",
+    batch_size: int = 500,
+) -> int:
+    """Mark every active credential of `org` whose secret predates `secret_replaced_before`
+    compromised: workers refuse it until a person submits a new secret.
+
+    Idempotent and resumable: a credential already marked, or whose secret was replaced after
+    the cut-off (someone already reset it), is left alone. One transaction per batch, each
+    credential's event in the batch that marks it. Returns how many were marked now.
+    """
+    marked = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                Credential.objects.select_for_update(skip_locked=True)
+                .filter(
+                    org=org,
+                    status=CredentialStatus.ACTIVE,
+                    secret_updated_at__lt=secret_replaced_before,
+                )
+                .defer("wrapped_data_key", "ciphertext")
+                .order_by("pk")[:batch_size]
+            )
+            if not batch:
+                return marked
+            Credential.objects.filter(pk__in=[c.pk for c in batch]).update(
+                status=CredentialStatus.COMPROMISED, updated_at=timezone.now()
+            )
+            for credential in batch:
+                record_event(
+                    action="credential.mark_compromised",
+                    org=org,
+                    actor=actor,
+                    target=_target(credential),
+                    metadata={"incident": incident_id} if incident_id else {},
+                )
+            marked += len(batch)
+
+
 def _configured(key_id: str) -> str | None:
     """The key id as a metric label only if it is configured: a row's key_id is data, and a
     tampered row must not mint metric series."""
@@ -192,43 +246,224 @@ def _configured(key_id: str) -> str | None:
 
 
 class CredentialUnavailableError(Exception):
-    """A credential could not be decrypted for a job; the message is safe to store and show."""
+    """A credential could not be used for a job; the message is safe to store and show."""
 
 
-def credential_decrypt_for_job(
+# --- grants ------------------------------------------------------------------------------
+
+GRANT_PERMISSIONS = {"use": "use_credential", "change": "change_credential"}
+
+
+@dataclass(frozen=True)
+class Grantee:
+    """Who a per-credential grant is for: a member (a user) or an agent (its principal group)."""
+
+    kind: str  # "user" | "agent"
+    id: str
+    label: str
+    user: User | None = None
+    group: Group | None = None
+
+    def __post_init__(self) -> None:
+        if (self.user is None) == (self.group is None):
+            raise ValueError("a grantee is a user or a group")
+
+    @classmethod
+    def for_user(cls, user: User) -> Grantee:
+        return cls("user", str(user.pk), user.get_username(), user=user)
+
+
+def _grant_rows(credential: Credential, grantee: Grantee, codename: str) -> Any:
+    if grantee.user is not None:
+        return CredentialUserObjectPermission.objects.filter(
+            user=grantee.user, content_object=credential, permission__codename=codename
+        )
+    return CredentialGroupObjectPermission.objects.filter(
+        group=grantee.group, content_object=credential, permission__codename=codename
+    )
+
+
+@transaction.atomic
+def credential_grant(
+    *,
+    credential: Credential,
+    permission: str,
+    grantee: Grantee,
+    acting_user: User | None,
+    actor: Actor | None = None,
+) -> bool:
+    """Grant `use` or `change` of one credential. Idempotent; True if a grant was added."""
+    codename = GRANT_PERMISSIONS[permission]
+    if _grant_rows(credential, grantee, codename).exists():
+        return False
+    assign_perm(f"credentials.{codename}", grantee.user or grantee.group, credential)
+    record_event(
+        action="credential.grant",
+        org=credential.org,
+        actor=actor or Actor.for_user(acting_user),
+        target=_target(credential),
+        metadata={
+            "permission": permission,
+            "grantee_type": grantee.kind,
+            "grantee_id": grantee.id,
+            "grantee": grantee.label,
+        },
+    )
+    return True
+
+
+@transaction.atomic
+def credential_revoke_grant(
+    *,
+    credential: Credential,
+    permission: str,
+    grantee: Grantee,
+    acting_user: User | None,
+    actor: Actor | None = None,
+) -> bool:
+    """Revoke a grant. Idempotent; True if a grant was removed. Takes effect for runs already
+    queued: the worker checks grants just before it decrypts."""
+    codename = GRANT_PERMISSIONS[permission]
+    removed, _ = _grant_rows(credential, grantee, codename).delete()
+    if removed:
+        record_event(
+            action="credential.grant_revoke",
+            org=credential.org,
+            actor=actor or Actor.for_user(acting_user),
+            target=_target(credential),
+            metadata={
+                "permission": permission,
+                "grantee_type": grantee.kind,
+                "grantee_id": grantee.id,
+                "grantee": grantee.label,
+            },
+        )
+    return bool(removed)
+
+
+# --- decryption, in workers only --------------------------------------------------------------
+
+
+def credentials_decrypt_for_job(
     *,
     org_id: uuid.UUID,
-    credential_id: uuid.UUID,
-    job_id: str,
+    credential_ids: Sequence[uuid.UUID],
+    principal: Group,
     actor: Actor,
-    now: Any = None,
-) -> str:
-    """Decrypt one credential inside a worker job. Every attempt is audited.
+    now: datetime.datetime | None = None,
+) -> dict[uuid.UUID, str]:
+    """Authorise, then decrypt, the credentials a job needs. Worker processes only.
 
-    The plaintext is registered with the log redactor for the rest of the job before it is
-    returned, so nothing the job logs afterwards can carry it.
+    Just before decrypting, every credential must be of `org_id`, held under a `use` grant by
+    `principal` (the agent's group) and active; if any is not, nothing is decrypted. Every
+    attempt is audited (success, denied, failure). Plaintexts are registered with the log
+    redactor before they are returned, so nothing the job logs afterwards can carry them.
+    Raises CredentialUnavailableError with a reason that is safe to store and show.
     """
-    credential = (
-        Credential.objects.select_related("org").filter(pk=credential_id, org_id=org_id).first()
+    ids = list(dict.fromkeys(credential_ids))
+    # The audit events of a refusal or failure commit with the caller's transaction; the
+    # exception is raised only once they are written.
+    with transaction.atomic():
+        error, plaintexts = _decrypt_for_job(
+            org_id=org_id, ids=ids, principal=principal, actor=actor, now=now or timezone.now()
+        )
+    if error:
+        raise CredentialUnavailableError(error)
+    return plaintexts
+
+
+def _decrypt_for_job(
+    *,
+    org_id: uuid.UUID,
+    ids: list[uuid.UUID],
+    principal: Group,
+    actor: Actor,
+    now: datetime.datetime,
+) -> tuple[str, dict[uuid.UUID, str]]:
+    credentials = {
+        c.id: c for c in Credential.objects.select_related("org").filter(org_id=org_id, pk__in=ids)
+    }
+    granted = set(
+        CredentialGroupObjectPermission.objects.filter(
+            group=principal, content_object_id__in=ids, permission__codename="use_credential"
+        ).values_list("content_object_id", flat=True)
     )
-    if credential is None:
-        raise CredentialUnavailableError("credential not found in this organisation")
-    target = _target(credential)
-    if credential.status != CredentialStatus.ACTIVE:
-        with transaction.atomic():
+    for credential_id in ids:
+        credential = credentials.get(credential_id)
+        if credential is None:
+            return "a bound credential does not exist in this organisation", {}
+        refusal = _refusal(credential, granted=credential_id in granted)
+        if refusal is not None:
+            reason, message = refusal
             record_event(
                 action="credential.decrypt",
                 org=credential.org,
                 actor=actor,
-                target=target,
+                target=_target(credential),
                 outcome=Outcome.DENIED,
-                metadata={"reason": credential.status},
+                metadata={"reason": reason, "key_id": credential.key_id},
             )
-        metrics.observe_decrypt(key_id=_configured(credential.key_id), outcome="denied")
-        raise CredentialUnavailableError(
+            metrics.observe_decrypt(key_id=_configured(credential.key_id), outcome="denied")
+            return message, {}
+    plaintexts: dict[uuid.UUID, str] = {}
+    for credential_id in ids:
+        credential = credentials[credential_id]
+        try:
+            plaintexts[credential_id] = _open(credential)
+        except _OpenFailedError as failure:
+            record_event(
+                action="credential.decrypt_failed",
+                org=credential.org,
+                actor=actor,
+                target=_target(credential),
+                outcome=Outcome.FAILURE,
+                metadata={"key_id": credential.key_id, "reason": failure.reason},
+            )
+            metrics.observe_decrypt(key_id=_configured(credential.key_id), outcome=failure.outcome)
+            logger.warning(
+                "credential decrypt failed",
+                extra={
+                    "credential_id": str(credential.id),
+                    "key_id": credential.key_id,
+                    "reason": failure.reason,
+                },
+            )
+            return f"credential {credential.name!r} could not be decrypted: {failure.reason}", {}
+    for plaintext in plaintexts.values():
+        redaction.register_secret(plaintext)
+    Credential.objects.filter(pk__in=ids).update(last_used_at=now)
+    for credential_id in ids:
+        credential = credentials[credential_id]
+        record_event(
+            action="credential.decrypt",
+            org=credential.org,
+            actor=actor,
+            target=_target(credential),
+            metadata={"key_id": credential.key_id},
+        )
+        metrics.observe_decrypt(key_id=credential.key_id, outcome="success")
+    return "", plaintexts
+
+
+def _refusal(credential: Credential, *, granted: bool) -> tuple[str, str] | None:
+    """(audit reason, message) when the job may not use this credential, else None."""
+    if not granted:
+        return "not_granted", f"the agent holds no use grant on credential {credential.name!r}"
+    if credential.status != CredentialStatus.ACTIVE:
+        return credential.status, (
             f"credential {credential.name!r} is {credential.status}; a new secret must be "
             f"submitted before it can be used"
         )
+    return None
+
+
+class _OpenFailedError(Exception):
+    def __init__(self, reason: str, *, outcome: str) -> None:
+        self.reason = reason
+        self.outcome = outcome  # config.metrics.DECRYPT_OUTCOMES
+
+
+def _open(credential: Credential) -> str:
     sealed = crypto.SealedSecret(
         key_id=credential.key_id,
         wrapped_data_key=bytes(credential.wrapped_data_key),
@@ -240,43 +475,15 @@ def credential_decrypt_for_job(
         credential_id=credential.id,
         format_version=credential.format_version,
     )
-    try:
-        plaintext = crypto.open_sealed(sealed, context=context).decode("utf-8")
-    except crypto.KeyNotConfiguredError as exc:
-        reason = f"key {exc.key_id} is not configured"
-        outcome = "key_missing"
-    except crypto.DecryptionError:
-        reason = f"ciphertext failed authentication under key {credential.key_id}"
-        outcome = "failure"
-    else:
-        redaction.register_secret(plaintext)
-        with transaction.atomic():
-            Credential.objects.filter(pk=credential.pk).update(last_used_at=now or timezone.now())
-            record_event(
-                action="credential.decrypt",
-                org=credential.org,
-                actor=actor,
-                target=target,
-                metadata={"key_id": credential.key_id},
-            )
-        metrics.observe_decrypt(key_id=credential.key_id, outcome="success")
-        return plaintext
     # DecryptionNotAllowedError is not caught: decrypting outside a worker is a programming
     # error, and it must surface as itself.
-    with transaction.atomic():
-        record_event(
-            action="credential.decrypt_failed",
-            org=credential.org,
-            actor=actor,
-            target=target,
-            outcome=Outcome.FAILURE,
-            metadata={"key_id": credential.key_id, "reason": reason},
-        )
-    metrics.observe_decrypt(key_id=_configured(credential.key_id), outcome=outcome)
-    logger.warning(
-        "credential decrypt failed",
-        extra={"credential_id": str(credential.id), "key_id": credential.key_id, "reason": reason},
-    )
-    raise CredentialUnavailableError(
-        f"credential {credential.name!r} could not be decrypted: {reason}"
-    )
+    try:
+        return crypto.open_sealed(sealed, context=context).decode("utf-8")
+    except crypto.KeyNotConfiguredError as exc:
+        raise _OpenFailedError(
+            f"key {exc.key_id} is not configured", outcome="key_missing"
+        ) from None
+    except crypto.DecryptionError:
+        raise _OpenFailedError(
+            f"ciphertext failed authentication under key {credential.key_id}", outcome="failure"
+        ) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -15,7 +17,7 @@ from config.forms import add_service_errors
 from credentials import selectors, services
 from credentials.forms import CredentialCreateForm, SecretReplaceForm
 from credentials.models import Credential
-from orgs.models import Membership
+from orgs.access import Access
 from orgs.views import org_view, render_org_page
 
 PAGE_SIZE = 50
@@ -26,16 +28,36 @@ def _bound_agent_names(credential: Credential) -> list[str]:
     return sorted(set(credential.bindings.values_list("agent__name", flat=True)))
 
 
+def _testable_agents(access: Access, credential: Credential) -> list[Any]:
+    """Agents bound to this credential that this person may run: `agent.run`, and
+    `credential.use` on every credential each of them is bound to (reached through the
+    bindings, so this app needs nothing from `agents`)."""
+    if not access.can("credential.use", credential):
+        return []
+    agents = {b.agent_id: b.agent for b in credential.bindings.select_related("agent")}
+    runnable = []
+    for agent in sorted(agents.values(), key=lambda a: a.name):
+        needed = [b.credential for b in agent.bindings.select_related("credential")]
+        access.prefetch_grants(needed)
+        if access.can("agent.run", agent) and all(access.can("credential.use", c) for c in needed):
+            runnable.append(agent)
+    return runnable
+
+
 @require_GET
 @org_view("credential.view")
-def credential_list(request: HttpRequest, membership: Membership) -> HttpResponse:
-    credentials = selectors.credential_list(org=membership.org)
+def credential_list(request: HttpRequest, access: Access) -> HttpResponse:
+    credentials = selectors.credential_list(org=access.org).prefetch_related("bindings__agent")
     page = Paginator(credentials, PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [
+        (credential, sorted({b.agent.name for b in credential.bindings.all()}))
+        for credential in page
+    ]
     return render_org_page(
         request,
-        membership,
+        access,
         "credentials/credential_list.html",
-        {"page": page},
+        {"page": page, "rows": rows},
         section="credentials",
     )
 
@@ -44,13 +66,13 @@ def credential_list(request: HttpRequest, membership: Membership) -> HttpRespons
 @never_cache
 @require_http_methods(["GET", "POST"])
 @org_view("credential.create")
-def credential_create(request: HttpRequest, membership: Membership) -> HttpResponse:
+def credential_create(request: HttpRequest, access: Access) -> HttpResponse:
     form = CredentialCreateForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
         try:
             credential = services.credential_create(
-                org=membership.org,
-                acting_user=membership.user,
+                org=access.org,
+                acting_user=access.user,
                 name=form.cleaned_data["name"],
                 kind=form.cleaned_data["kind"],
                 description=form.cleaned_data["description"],
@@ -60,10 +82,10 @@ def credential_create(request: HttpRequest, membership: Membership) -> HttpRespo
             add_service_errors(form, exc)
         else:
             messages.success(request, f"Credential “{credential.name}” created.")
-            return redirect("ui:credential", org=membership.org.slug, credential_id=credential.id)
+            return redirect("ui:credential", org=access.org.slug, credential_id=credential.id)
     return render_org_page(
         request,
-        membership,
+        access,
         "credentials/credential_create.html",
         {"form": form},
         section="credentials",
@@ -72,15 +94,19 @@ def credential_create(request: HttpRequest, membership: Membership) -> HttpRespo
 
 @require_GET
 @org_view("credential.view")
-def credential_detail(
-    request: HttpRequest, membership: Membership, credential_id: str
-) -> HttpResponse:
-    credential = selectors.credential_get(org=membership.org, credential_id=credential_id)
+def credential_detail(request: HttpRequest, access: Access, credential_id: str) -> HttpResponse:
+    credential = selectors.credential_get_for(access=access, credential_id=credential_id)
     return render_org_page(
         request,
-        membership,
+        access,
         "credentials/credential_detail.html",
-        {"credential": credential, "bound_agents": _bound_agent_names(credential)},
+        {
+            "credential": credential,
+            "bound_agents": _bound_agent_names(credential),
+            "may_change": access.can("credential.change", credential),
+            "may_delete": access.can("credential.delete", credential),
+            "testable_agents": _testable_agents(access, credential),
+        },
         section="credentials",
     )
 
@@ -89,26 +115,26 @@ def credential_detail(
 @never_cache
 @require_http_methods(["GET", "POST"])
 @org_view("credential.change")
-def credential_replace(
-    request: HttpRequest, membership: Membership, credential_id: str
-) -> HttpResponse:
-    credential = selectors.credential_get(org=membership.org, credential_id=credential_id)
+def credential_replace(request: HttpRequest, access: Access, credential_id: str) -> HttpResponse:
+    credential = selectors.credential_get_for(
+        access=access, credential_id=credential_id, need="credential.change"
+    )
     form = SecretReplaceForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
         try:
             services.credential_replace_secret(
                 credential=credential,
-                acting_user=membership.user,
+                acting_user=access.user,
                 secret=form.cleaned_data["secret"],
             )
         except ValidationError as exc:
             add_service_errors(form, exc)
         else:
             messages.success(request, f"Secret of “{credential.name}” replaced.")
-            return redirect("ui:credential", org=membership.org.slug, credential_id=credential.id)
+            return redirect("ui:credential", org=access.org.slug, credential_id=credential.id)
     return render_org_page(
         request,
-        membership,
+        access,
         "credentials/credential_replace.html",
         {"credential": credential, "form": form},
         section="credentials",
@@ -117,18 +143,18 @@ def credential_replace(
 
 @require_http_methods(["GET", "POST"])
 @org_view("credential.delete")
-def credential_delete(
-    request: HttpRequest, membership: Membership, credential_id: str
-) -> HttpResponse:
-    credential = selectors.credential_get(org=membership.org, credential_id=credential_id)
+def credential_delete(request: HttpRequest, access: Access, credential_id: str) -> HttpResponse:
+    credential = selectors.credential_get_for(
+        access=access, credential_id=credential_id, need="credential.delete"
+    )
     if request.method == "POST":
         name = credential.name
-        services.credential_delete(credential=credential, acting_user=membership.user)
+        services.credential_delete(credential=credential, acting_user=access.user)
         messages.success(request, f"Credential “{name}” deleted.")
-        return redirect("ui:credentials", org=membership.org.slug)
+        return redirect("ui:credentials", org=access.org.slug)
     return render_org_page(
         request,
-        membership,
+        access,
         "credentials/credential_confirm_delete.html",
         {"credential": credential, "bound_agents": _bound_agent_names(credential)},
         section="credentials",

@@ -22,12 +22,16 @@ from django.test.utils import override_settings
 from rest_framework.test import APIClient
 
 from agents.demo_endpoint import CredentialCheckingEndpoint
-from agents.models import AgentRun, RunStatus
+from agents.models import Agent, AgentRun, AgentToken, RunStatus
+from agents.services import BindingSpec, agent_create, agent_run_create, agent_token_issue
 from agents.worker_process import WorkerProcess, database_url
 from config import telemetry
 from config.celery import app as celery_app
 from config.logging import ContextFilter, JsonLineFormatter, RedactionFilter
-from orgs.models import Membership, Organization, Role
+from credentials.models import Credential
+from credentials.services import credential_create
+from orgs.models import Organization, Role
+from orgs.services import membership_set, org_create
 from tests.otlp_collector import OtlpCollector
 
 # Fresh keys for every test session: nothing key-like is committed.
@@ -100,14 +104,13 @@ class Personas:
 
 @pytest.fixture
 def personas(db: None) -> Personas:
-    org = Organization.objects.create(slug="acme", name="Acme")
-    other = Organization.objects.create(slug="globex", name="Globex")
     users = {}
     for role in ("owner", "admin", "member", "auditor", "outsider"):
         users[role] = User.objects.create_user(username=role, password=f"pw-{role}-{uuid.uuid4()}")
-    for role in (Role.OWNER, Role.ADMIN, Role.MEMBER, Role.AUDITOR):
-        Membership.objects.create(user=users[role.value], org=org, role=role)
-    Membership.objects.create(user=users["outsider"], org=other, role=Role.OWNER)
+    org = org_create(slug="acme", name="Acme", owner=users["owner"])
+    other = org_create(slug="globex", name="Globex", owner=users["outsider"])
+    for role in (Role.ADMIN, Role.MEMBER, Role.AUDITOR):
+        membership_set(org=org, user=users[role.value], role=role)
     return Personas(org=org, other_org=other, **users)
 
 
@@ -317,3 +320,67 @@ def celery_worker(
 def endpoint(canary: str) -> Iterator[CredentialCheckingEndpoint]:
     with CredentialCheckingEndpoint(canary) as running:
         yield running
+
+
+# --- a populated organisation and a foreign one (permission and token tests) ---------------
+
+
+@dataclass
+class World:
+    p: Personas
+    newcomer: User  # a user in no organisation, to be added
+    credential: Credential  # acme's, created by the admin (not the member's own)
+    agent: Agent  # acme's, created by the admin, bound to `credential`
+    run: AgentRun
+    token: AgentToken  # an acme token of `agent`
+    token_plaintext: str
+    foreign_credential: Credential  # globex's
+    foreign_agent: Agent
+    foreign_run: AgentRun
+    foreign_token: AgentToken
+
+
+def _agent(org, user, credential, name):
+    return agent_create(
+        org=org,
+        acting_user=user,
+        name=name,
+        config={"method": "GET", "url": "https://api.example.com/v1/ping"},
+        bindings=[
+            BindingSpec(
+                slot="auth",
+                credential_id=credential.id,
+                placement="header",
+                target="Authorization",
+                template="Bearer {secret}",
+            )
+        ],
+    )
+
+
+@pytest.fixture
+def world(personas: Personas, canary: str) -> World:
+    p = personas
+    credential = credential_create(org=p.org, acting_user=p.admin, name="billing", secret=canary)
+    agent = _agent(p.org, p.admin, credential, "invoicer")
+    run = agent_run_create(agent=agent, acting_user=p.admin)
+    token, plaintext = agent_token_issue(agent=agent, name="ci", acting_user=p.admin)
+    foreign_credential = credential_create(
+        org=p.other_org, acting_user=p.outsider, name="billing", secret=canary + "-globex"
+    )
+    foreign_agent = _agent(p.other_org, p.outsider, foreign_credential, "invoicer")
+    foreign_run = agent_run_create(agent=foreign_agent, acting_user=p.outsider)
+    foreign_token, _ = agent_token_issue(agent=foreign_agent, name="ci", acting_user=p.outsider)
+    return World(
+        p=p,
+        newcomer=User.objects.create_user(username="newcomer"),
+        credential=credential,
+        agent=agent,
+        run=run,
+        token=token,
+        token_plaintext=plaintext,
+        foreign_credential=foreign_credential,
+        foreign_agent=foreign_agent,
+        foreign_run=foreign_run,
+        foreign_token=foreign_token,
+    )

@@ -16,12 +16,13 @@ from typing import Any
 import requests
 from celery import shared_task
 
+from agents.models import Agent
 from agents.tools import http_request
 from audit.models import ActorType
 from audit.services import Actor
 from config import telemetry
 from config.logging import is_redacting
-from credentials.services import credential_decrypt_for_job
+from credentials.services import credentials_decrypt_for_job
 
 logger = logging.getLogger("tests.worker_probes")
 
@@ -50,16 +51,18 @@ def secret_forms(secret: str, *, basic_user: str = BASIC_USER) -> dict[str, str]
 
 @shared_task(bind=True, name="tests.probe.force_secret_everywhere", ignore_result=True)
 def force_secret_everywhere(
-    self: Any, org_id: str, credential_id: str, echo_url: str, dead_url: str
+    self: Any, org_id: str, agent_id: str, credential_id: str, echo_url: str, dead_url: str
 ) -> None:
     # ignore_result: the escaping exception must not be stored in the result backend (that is
     # not a surface this suite scans; Celery stores failures of tasks that keep results).
-    secret = credential_decrypt_for_job(
+    # Decrypted as the agent that is bound to (so granted) the credential.
+    agent = Agent.objects.select_related("principal").get(pk=agent_id, org_id=uuid.UUID(org_id))
+    secret = credentials_decrypt_for_job(
         org_id=uuid.UUID(org_id),
-        credential_id=uuid.UUID(credential_id),
-        job_id=self.request.id,
+        credential_ids=[uuid.UUID(credential_id)],
+        principal=agent.principal,
         actor=PROBE_ACTOR,
-    )
+    )[uuid.UUID(credential_id)]
     forms = secret_forms(secret)
     injections = [
         http_request.Injection("header", "X-Probe-Key", "{secret}", secret),

@@ -132,7 +132,13 @@ def test_no_surface_carries_the_secret_in_any_encoding(
 
     # The probe, in the same worker: the secret in every log and exception shape.
     probe = force_secret_everywhere.apply_async(
-        args=[str(personas.org.id), credential["id"], endpoint.url, _closed_port_url()]
+        args=[
+            str(personas.org.id),
+            agent["id"],
+            credential["id"],
+            endpoint.url,
+            _closed_port_url(),
+        ]
     )
     raised = celery_worker.wait_for_log(
         lambda r: r.get("jobId") == probe.id and "raised unexpected" in r["message"]

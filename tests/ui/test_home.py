@@ -5,31 +5,32 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from orgs.models import Membership, Role
+from orgs.models import Role
+from orgs.services import membership_set
 
 pytestmark = pytest.mark.django_db
 
 
-def test_a_user_with_one_org_is_sent_to_its_credentials(personas, browser_for):
+def test_a_user_with_one_org_is_sent_to_its_landing_page(personas, browser_for):
     response = browser_for(personas.auditor).get(reverse("ui:home"))
 
     assert response.status_code == 302
-    assert response["Location"] == reverse("ui:credentials", kwargs={"org": "acme"})
+    assert response["Location"] == reverse("ui:org", kwargs={"org": "acme"})
 
 
 def test_a_user_with_several_orgs_chooses_from_a_list(personas, browser_for):
-    Membership.objects.create(user=personas.owner, org=personas.other_org, role=Role.AUDITOR)
+    membership_set(user=personas.owner, org=personas.other_org, role=Role.AUDITOR)
 
     response = browser_for(personas.owner).get(reverse("ui:home"))
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert reverse("ui:credentials", kwargs={"org": "acme"}) in html
-    assert reverse("ui:credentials", kwargs={"org": "globex"}) in html
+    assert f'href="{reverse("ui:org", kwargs={"org": "acme"})}"' in html
+    assert f'href="{reverse("ui:org", kwargs={"org": "globex"})}"' in html
 
 
 def test_the_org_switcher_lists_only_the_users_orgs(personas, browser_for):
-    Membership.objects.create(user=personas.owner, org=personas.other_org, role=Role.AUDITOR)
+    membership_set(user=personas.owner, org=personas.other_org, role=Role.AUDITOR)
 
     owner_page = browser_for(personas.owner).get(reverse("ui:agents", kwargs={"org": "acme"}))
     member_page = browser_for(personas.member).get(reverse("ui:agents", kwargs={"org": "acme"}))

@@ -43,7 +43,7 @@ def test_signing_in_leads_to_the_users_only_org(personas):
     assert response.status_code == 302
     assert response["Location"] == reverse("ui:home")
     assert home.status_code == 302
-    assert home["Location"] == reverse("ui:credentials", kwargs={"org": "acme"})
+    assert home["Location"] == reverse("ui:org", kwargs={"org": "acme"})
 
 
 def test_signing_out_takes_a_post_and_ends_the_session(personas):

@@ -10,7 +10,12 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from orgs.models import Membership, Organization, Role
+from audit.models import ActorType
+from audit.services import Actor
+from orgs.models import Organization, Role
+from orgs.services import membership_set, org_create
+
+ACTOR = Actor(ActorType.SYSTEM, "", "manage.py bootstrap_login")
 
 
 class Command(BaseCommand):
@@ -24,14 +29,13 @@ class Command(BaseCommand):
     def handle(self, *args: Any, username: str | None, org: str, **options: Any) -> None:
         user_model = get_user_model()
         name = username or _default_username()
-        organisation, _ = Organization.objects.get_or_create(
-            slug=org, defaults={"name": org.replace("-", " ").title()}
+        organisation = Organization.objects.filter(slug=org).first() or org_create(
+            slug=org, name=org.replace("-", " ").title(), actor=ACTOR
         )
         user = user_model.objects.filter(username=name).first()
         if user is not None:
-            Membership.objects.get_or_create(
-                user=user, org=organisation, defaults={"role": Role.OWNER}
-            )
+            if not organisation.memberships.filter(user=user).exists():
+                membership_set(org=organisation, user=user, role=Role.OWNER, actor=ACTOR)
             self.stdout.write(
                 f"Login '{name}' already exists (its password was printed when it was created; "
                 f"reset it with `.venv/bin/python manage.py changepassword {name}`)."
@@ -39,7 +43,7 @@ class Command(BaseCommand):
             return
         password = secrets.token_urlsafe(18)
         user = user_model.objects.create_superuser(username=name, email="", password=password)
-        Membership.objects.create(user=user, org=organisation, role=Role.OWNER)
+        membership_set(org=organisation, user=user, role=Role.OWNER, actor=ACTOR)
         self.stdout.write(
             "Created a development login (shown once, not stored anywhere in clear):\n"
             f"  username: {name}\n  password: {password}\n"
