@@ -42,7 +42,6 @@ def tune_embedded_broker() -> None:
 def _on_worker_init(**kwargs: Any) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
-    from config import telemetry
     from config.logging import configure_logging
     from config.startup import verify_startup
     from credentials.crypto import KeyConfigurationError, enable_decryption, get_keyring
@@ -73,8 +72,6 @@ def _on_worker_process_init(**kwargs: Any) -> None:
 @signals.worker_process_shutdown.connect
 def _on_worker_process_shutdown(**kwargs: Any) -> None:
     # A pool child may exit without running atexit handlers: export its last spans now.
-    from config import telemetry
-
     telemetry.flush()
 
 

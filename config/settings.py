@@ -94,9 +94,9 @@ INSTALLED_APPS = [
     "agents",
 ]
 
-# RequestContextMiddleware comes first: the requestId and the request's secret scope must
-# already be bound when the tracing middleware (inserted right after it by config.telemetry)
-# starts the request span, and still be bound when it ends it.
+# RequestContextMiddleware comes first: the requestId must already be bound when the tracing
+# middleware (inserted right after it by config.telemetry) starts the request span, which
+# takes it as an attribute, and when the metrics middleware runs.
 MIDDLEWARE = [
     "config.middleware.RequestContextMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
