@@ -70,6 +70,25 @@ for _name in sorted(os.environ):
     if _value is not None:
         CREDENTIAL_KEYS[_base] = _value
 AGENT_CREDENTIAL_ACTIVE_KEY: str | None = env.str("AGENT_CREDENTIAL_ACTIVE_KEY", default=None)
+# KMS-held KEKs by key id, comma-separated: aws-kms:<KeyId|ARN|alias/name>,
+# gcp-kms:projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>. The KMS clients take their
+# credentials from the SDKs' own chains (AWS_* variables or roles; Application Default
+# Credentials), never from here.
+AGENT_CREDENTIAL_KMS_KEYS: str = env.str("AGENT_CREDENTIAL_KMS_KEYS", default="")
+AWS_KMS_ENDPOINT_URL: str | None = env.str("AWS_KMS_ENDPOINT_URL", default=None)
+AWS_KMS_REGION: str | None = env.str("AWS_KMS_REGION", default=None)
+GCP_KMS_ENDPOINT_URL: str | None = env.str("GCP_KMS_ENDPOINT_URL", default=None)
+# For emulators and tests only: send no credentials to GCP_KMS_ENDPOINT_URL.
+GCP_KMS_ANONYMOUS_CREDENTIALS = env.bool("GCP_KMS_ANONYMOUS_CREDENTIALS", default=False)
+# Per attempt (connect and read), and attempts per KMS call including the first: a run whose
+# key service is down fails after a few seconds instead of retrying for a minute.
+CREDENTIAL_KMS_TIMEOUT_SECONDS = env.float("CREDENTIAL_KMS_TIMEOUT_SECONDS", default=5.0)
+CREDENTIAL_KMS_MAX_ATTEMPTS = env.int("CREDENTIAL_KMS_MAX_ATTEMPTS", default=3)
+# Wraps under one local KEK (random 96-bit nonces) before the startup check warns to rotate:
+# NIST SP 800-38D caps a key at 2^32 random-nonce encryptions; 2^30 keeps a 4x margin.
+CREDENTIAL_KEY_WRAP_WARNING_THRESHOLD = env.int(
+    "CREDENTIAL_KEY_WRAP_WARNING_THRESHOLD", default=2**30
+)
 # Largest secret accepted, in UTF-8 bytes: a 4096-bit PEM private key is ~3.3 KiB.
 CREDENTIAL_MAX_SECRET_BYTES = env.int("CREDENTIAL_MAX_SECRET_BYTES", default=16384)
 
@@ -92,6 +111,7 @@ INSTALLED_APPS = [
     "audit",
     "credentials",
     "agents",
+    "incidents",
 ]
 
 # RequestContextMiddleware comes first: the requestId must already be bound when the tracing

@@ -64,10 +64,18 @@ def check_observability_settings(app_configs: Any = None, **kwargs: Any) -> list
 
 
 def verify_startup() -> None:
-    """Run the startup checks; raise ImproperlyConfigured listing every error."""
-    from django.core.checks import run_checks
+    """Run the startup checks, database checks included (stored key ids must be configured);
+    log warnings, and raise ImproperlyConfigured listing every error."""
+    import logging
 
-    errors = [m for m in run_checks(tags=[STARTUP_TAG]) if m.is_serious()]
+    from django.core.checks import run_checks
+    from django.db import DEFAULT_DB_ALIAS
+
+    messages = run_checks(tags=[STARTUP_TAG], databases=[DEFAULT_DB_ALIAS])
+    for message in messages:
+        if not message.is_serious():
+            logging.getLogger("everesthood.startup").warning("%s: %s", message.id, message.msg)
+    errors = [m for m in messages if m.is_serious()]
     if errors:
         lines = "\n".join(f"  {m.id}: {m.msg}" for m in errors)
         raise ImproperlyConfigured(f"Refusing to start:\n{lines}")

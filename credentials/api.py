@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import APIException
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +16,14 @@ from config.api import SecretField, validate_input
 from credentials import selectors, services
 from credentials.models import Credential, CredentialKind
 from orgs.api import OrgScopedAPIView
+
+
+class KeyServiceUnavailable(APIException):
+    """503: a KMS could not wrap the new data key; the client may retry, nothing was stored."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "key_service_unavailable"
+
 
 # DRF's default invalid-choice message quotes the submitted value; ours does not.
 _KIND_ERROR = f"Must be one of: {', '.join(CredentialKind.values)}."
@@ -105,11 +114,14 @@ class CredentialListApi(OrgScopedAPIView):
     )
     def post(self, request: Request, org: str) -> Response:
         data = validate_input(CredentialCreateInput, request)
-        credential = services.credential_create(
-            org=self.access.org,
-            acting_user=self.person,
-            **data,
-        )
+        try:
+            credential = services.credential_create(
+                org=self.access.org,
+                acting_user=self.person,
+                **data,
+            )
+        except services.KeyServiceUnavailableError as exc:
+            raise KeyServiceUnavailable(str(exc)) from None
         return Response(CredentialOutput(credential).data, status=status.HTTP_201_CREATED)
 
 
@@ -162,9 +174,12 @@ class CredentialSecretApi(OrgScopedAPIView):
             access=self.access, credential_id=credential_id, need="credential.change"
         )
         data = validate_input(SecretInput, request)
-        credential = services.credential_replace_secret(
-            credential=credential,
-            acting_user=self.person,
-            secret=data["secret"],
-        )
+        try:
+            credential = services.credential_replace_secret(
+                credential=credential,
+                acting_user=self.person,
+                secret=data["secret"],
+            )
+        except services.KeyServiceUnavailableError as exc:
+            raise KeyServiceUnavailable(str(exc)) from None
         return Response(CredentialOutput(credential).data)

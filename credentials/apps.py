@@ -8,10 +8,10 @@ class CredentialsConfig(AppConfig):
         from django.core.signals import setting_changed
 
         from credentials import checks  # noqa: F401 - registers the system checks
-        from credentials.crypto import reset_keyring
+        from credentials.crypto import KEYRING_SETTINGS, reset_keyring
 
         def _reset(*, setting: str, **kwargs: object) -> None:
-            if setting in {"CREDENTIAL_KEYS", "AGENT_CREDENTIAL_ACTIVE_KEY"}:
+            if setting in KEYRING_SETTINGS:
                 reset_keyring()
 
         setting_changed.connect(_reset, weak=False)

@@ -3,7 +3,9 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
+from django.db.models import F
+from django.utils import timezone
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 
@@ -36,7 +38,7 @@ class Credential(models.Model):
     status = models.CharField(
         max_length=16, choices=CredentialStatus.choices, default=CredentialStatus.ACTIVE
     )
-    key_id = models.CharField(max_length=128, db_index=True)
+    key_id = models.CharField(max_length=255, db_index=True)
     format_version = models.PositiveSmallIntegerField()
     wrapped_data_key = models.BinaryField(editable=False)
     ciphertext = models.BinaryField(editable=False)
@@ -80,3 +82,46 @@ class CredentialGroupObjectPermission(GroupObjectPermissionBase):
 
     class Meta(GroupObjectPermissionBase.Meta):
         verbose_name = "credential grant to an agent"
+
+
+class KeyUsageManager(models.Manager["KeyUsage"]):
+    def add_wraps(self, *, key_id: str, count: int = 1) -> None:
+        """Count wraps under a key; call inside the transaction that stores them.
+
+        A conditional UPDATE with F() is atomic under concurrent writers (its row lock is held
+        until commit). A key's first wrap inserts; a concurrent first insert that loses the
+        race on the primary key becomes an update.
+        """
+        if count <= 0:
+            return
+        now = timezone.now()
+        if self.filter(key_id=key_id).update(wraps=F("wraps") + count, updated_at=now):
+            return
+        try:
+            with transaction.atomic():
+                self.create(key_id=key_id, wraps=count)
+        except IntegrityError:
+            self.filter(key_id=key_id).update(wraps=F("wraps") + count, updated_at=now)
+
+
+class KeyUsage(models.Model):
+    """How many data keys one KEK has wrapped, ever: every seal and every re-wrap adds to it in
+    the transaction that stores the wrap, so the count is exact for what was committed.
+
+    With random 96-bit nonces a key must stay far below 2^32 encryptions (NIST SP 800-38D); the
+    startup check warns from CREDENTIAL_KEY_WRAP_WARNING_THRESHOLD on. Rows that existed before
+    this table were counted once each when it was created, so older keys may be undercounted
+    by their deleted and replaced rows.
+    """
+
+    key_id = models.CharField(max_length=255, primary_key=True)
+    wraps = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = KeyUsageManager()
+
+    class Meta:
+        ordering = ["key_id"]
+
+    def __str__(self) -> str:
+        return f"{self.key_id}: {self.wraps} wraps"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import getpass
 import logging
 import uuid
 from collections.abc import Sequence
@@ -16,16 +17,17 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from audit.models import Outcome
+from audit.models import ActorType, Outcome
 from audit.services import Actor, Target, record_event
 from config import metrics, redaction
-from credentials import crypto
+from credentials import crypto, rotation, selectors
 from credentials.models import (
     Credential,
     CredentialGroupObjectPermission,
     CredentialKind,
     CredentialStatus,
     CredentialUserObjectPermission,
+    KeyUsage,
 )
 from orgs.models import Organization
 
@@ -65,7 +67,37 @@ def _target(credential: Credential) -> Target:
     return Target("credential", str(credential.id), credential.name)
 
 
-@transaction.atomic
+class KeyServiceUnavailableError(Exception):
+    """The key service could not wrap a new data key (KMS throttled, unreachable, refusing);
+    nothing was stored. The message names the key and the reason, never the secret."""
+
+
+def _seal_for(
+    *, org: Organization, credential_id: uuid.UUID, name: str, secret: str, acting_user: Any
+) -> crypto.SealedSecret:
+    """Seal outside any transaction, so a key service failure is audited even though the
+    write it was for never happens."""
+    try:
+        return crypto.seal(
+            secret.encode("utf-8"),
+            context=encryption_context(org_id=org.id, credential_id=credential_id),
+        )
+    except crypto.KeyProviderError as exc:
+        with transaction.atomic():
+            record_event(
+                action="credential.encrypt_failed",
+                org=org,
+                actor=Actor.for_user(acting_user),
+                target=Target("credential", str(credential_id), name),
+                outcome=Outcome.FAILURE,
+                metadata={"key_id": exc.key_id, "reason": str(exc), "kind": exc.kind},
+            )
+        raise KeyServiceUnavailableError(
+            f"the key service could not encrypt the secret, so nothing was stored ({exc}); "
+            f"try again later"
+        ) from None
+
+
 def credential_create(
     *,
     org: Organization,
@@ -77,10 +109,31 @@ def credential_create(
 ) -> Credential:
     validate_secret(secret)
     credential_id = uuid.uuid4()
-    sealed = crypto.seal(
-        secret.encode("utf-8"),
-        context=encryption_context(org_id=org.id, credential_id=credential_id),
+    sealed = _seal_for(
+        org=org, credential_id=credential_id, name=name, secret=secret, acting_user=acting_user
     )
+    with transaction.atomic():
+        return _store_new_credential(
+            org=org,
+            acting_user=acting_user,
+            credential_id=credential_id,
+            name=name,
+            kind=kind,
+            description=description,
+            sealed=sealed,
+        )
+
+
+def _store_new_credential(
+    *,
+    org: Organization,
+    acting_user: User | None,
+    credential_id: uuid.UUID,
+    name: str,
+    kind: str,
+    description: str,
+    sealed: crypto.SealedSecret,
+) -> Credential:
     now = timezone.now()
     credential = Credential(
         id=credential_id,
@@ -100,6 +153,7 @@ def credential_create(
             credential.save(force_insert=True)
     except IntegrityError:
         raise ValidationError({"name": [DUPLICATE_NAME]}) from None
+    KeyUsage.objects.add_wraps(key_id=sealed.key_id)
     record_event(
         action="credential.create",
         org=org,
@@ -148,16 +202,25 @@ def credential_update_metadata(
     return credential
 
 
-@transaction.atomic
 def credential_replace_secret(
     *, credential: Credential, acting_user: User | None, secret: str
 ) -> Credential:
     """A new secret gets a new data key under the active KEK; a compromised one becomes active."""
     validate_secret(secret)
-    sealed = crypto.seal(
-        secret.encode("utf-8"),
-        context=encryption_context(org_id=credential.org_id, credential_id=credential.id),
+    sealed = _seal_for(
+        org=credential.org,
+        credential_id=credential.id,
+        name=credential.name,
+        secret=secret,
+        acting_user=acting_user,
     )
+    with transaction.atomic():
+        return _store_replaced_secret(credential=credential, acting_user=acting_user, sealed=sealed)
+
+
+def _store_replaced_secret(
+    *, credential: Credential, acting_user: User | None, sealed: crypto.SealedSecret
+) -> Credential:
     now = timezone.now()
     changes = {
         "key_id": sealed.key_id,
@@ -169,6 +232,7 @@ def credential_replace_secret(
         "status": CredentialStatus.ACTIVE,
     }
     Credential.objects.filter(pk=credential.pk).update(**changes)
+    KeyUsage.objects.add_wraps(key_id=sealed.key_id)
     previous_status = credential.status
     for field in ("key_id", "format_version", "secret_updated_at", "updated_at", "status"):
         setattr(credential, field, changes[field])
@@ -487,3 +551,207 @@ def _open(credential: Credential) -> str:
         raise _OpenFailedError(
             f"ciphertext failed authentication under key {credential.key_id}", outcome="failure"
         ) from None
+    except crypto.KeyProviderError as exc:
+        # The key service is throttling, unreachable or refusing: the run fails now, after the
+        # client's bounded retries, and is not retried as a whole (no retry storm).
+        raise _OpenFailedError(str(exc)) from None
+
+
+# --- key lifecycle (manage.py credential_keys) -----------------------------------------------
+
+
+class KeyLifecycleError(Exception):
+    """An operator's key command cannot proceed; the message says why and what to do."""
+
+
+def operator_actor() -> Actor:
+    """Operator commands run on a host, not in a session: the OS account is who did it."""
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = "unknown"
+    return Actor(ActorType.SYSTEM, "credential_keys", f"manage.py credential_keys ({who})")
+
+
+def _keyring() -> crypto.Keyring:
+    try:
+        return crypto.get_keyring()
+    except crypto.KeyConfigurationError as exc:
+        raise KeyLifecycleError(str(exc)) from None
+
+
+def _require_configured(ring: crypto.Keyring, key_id: str) -> None:
+    if key_id not in ring:
+        where = crypto.key_variable(key_id)
+        hint = (
+            f"set {where}"
+            if where != crypto.KMS_KEYS_VARIABLE
+            else f"add it to {crypto.KMS_KEYS_VARIABLE}"
+        )
+        raise KeyLifecycleError(
+            f"key {key_id} is not configured: {hint} (configured: {', '.join(ring.key_ids)})"
+        )
+
+
+def _key_target(key_id: str) -> Target:
+    return Target("credential_key", key_id, key_id)
+
+
+def credential_keys_rotation_plan(
+    *, to_key_id: str, batch_size: int = rotation.DEFAULT_BATCH_SIZE, org: Organization | None
+) -> dict[str, int]:
+    """Check that a rotation onto ``to_key_id`` may start; rows per key id in scope.
+
+    The target must be the active key: new writes must already go to it, or the rotation
+    would chase rows that keep arriving under the old key.
+    """
+    if not 1 <= batch_size <= rotation.MAX_BATCH_SIZE:
+        raise KeyLifecycleError(f"--batch-size must be between 1 and {rotation.MAX_BATCH_SIZE}")
+    ring = _keyring()
+    _require_configured(ring, to_key_id)
+    if ring.active_key_id != to_key_id:
+        raise KeyLifecycleError(
+            f"{to_key_id} is not the active key ({ring.active_key_id} is): set "
+            f"{crypto.ACTIVE_KEY_VARIABLE}={to_key_id} for the web and the workers (and here), "
+            f"restart them, then rotate"
+        )
+    return selectors.rows_by_key(org.id if org is not None else None)
+
+
+def credential_keys_rotate(
+    *,
+    to_key_id: str,
+    batch_size: int = rotation.DEFAULT_BATCH_SIZE,
+    reencrypt: bool = False,
+    org: Organization | None = None,
+    on_batch: rotation.ProgressCallback | None = None,
+) -> rotation.RotationResult:
+    """Move every credential (of ``org``, or all) onto ``to_key_id``; see credentials.rotation
+    and credential_keys_rotation_plan. Writes an audit event when it starts (so an interrupted
+    or killed run is visible) and one with the counts when it ends."""
+    ring = _keyring()
+    credential_keys_rotation_plan(to_key_id=to_key_id, batch_size=batch_size, org=org)
+    org_id = org.id if org is not None else None
+    with transaction.atomic():
+        record_event(
+            action="credential_keys.rotate_start",
+            org=org,
+            actor=operator_actor(),
+            target=_key_target(to_key_id),
+            metadata={
+                "to": to_key_id,
+                "reencrypt": reencrypt,
+                "batch_size": batch_size,
+                "rows_by_key": selectors.rows_by_key(org_id),
+            },
+        )
+    result = rotation.rotate(
+        target_key_id=to_key_id,
+        batch_size=batch_size,
+        reencrypt=reencrypt,
+        org_id=org_id,
+        keyring=ring,
+        on_batch=on_batch,
+    )
+    with transaction.atomic():
+        record_event(
+            action="credential_keys.rotate",
+            org=org,
+            actor=operator_actor(),
+            target=_key_target(to_key_id),
+            outcome=Outcome.SUCCESS if result.complete else Outcome.FAILURE,
+            metadata={
+                "to": to_key_id,
+                "reencrypt": reencrypt,
+                "rewrapped": result.rewrapped,
+                "changed_concurrently": result.concurrent,
+                "batches": result.batches,
+                "passes": result.passes,
+                "failed": len(result.failures),
+                "failed_ids": [f.credential_id for f in result.failures[:100]],
+                "remaining": result.remaining,
+                "interrupted": result.interrupted,
+                "error": result.error,
+                "rows_before": result.rows_before,
+                "rows_after": result.rows_after,
+            },
+        )
+    return result
+
+
+def credential_keys_verify(
+    *, org: Organization | None = None, batch_size: int = rotation.DEFAULT_BATCH_SIZE
+) -> rotation.VerifyResult:
+    """Decrypt every credential in scope (worker role); one audit event with the counts."""
+    ring = _keyring()
+    try:
+        result = rotation.verify(
+            org_id=org.id if org is not None else None, batch_size=batch_size, keyring=ring
+        )
+    except crypto.KeyProviderError as exc:
+        with transaction.atomic():
+            record_event(
+                action="credential_keys.verify",
+                org=org,
+                actor=operator_actor(),
+                outcome=Outcome.FAILURE,
+                metadata={"error": str(exc)},
+            )
+        raise KeyLifecycleError(f"verification stopped: {exc}") from None
+    with transaction.atomic():
+        record_event(
+            action="credential_keys.verify",
+            org=org,
+            actor=operator_actor(),
+            outcome=Outcome.FAILURE if result.failures else Outcome.SUCCESS,
+            metadata={
+                "checked": result.checked,
+                "ok_by_key": result.ok_by_key,
+                "failed_by_key": result.failed_by_key,
+                "failed_ids": [f.credential_id for f in result.failures[:100]],
+            },
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class RetireResult:
+    key_id: str
+    variable: str
+    wraps: int
+
+
+def credential_keys_retire(*, key_id: str) -> RetireResult:
+    """Confirm a key can go: no row uses it and it is not the active key. Changes no key (keys
+    live in the environment); the operator removes the variable afterwards."""
+    ring = _keyring()
+    in_use = Credential.objects.filter(key_id=key_id).count()
+    wraps = KeyUsage.objects.filter(key_id=key_id).values_list("wraps", flat=True).first() or 0
+    if key_id not in ring and not in_use:
+        raise KeyLifecycleError(
+            f"unknown key id {key_id}: it is not configured and no credential uses it "
+            f"(configured: {', '.join(ring.key_ids)})"
+        )
+    refusal = ""
+    if key_id == ring.active_key_id:
+        refusal = (
+            f"{key_id} is the active key (new credentials are sealed with it): set "
+            f"{crypto.ACTIVE_KEY_VARIABLE} to another key, rotate onto it, then retire {key_id}"
+        )
+    elif in_use:
+        refusal = (
+            f"{in_use} credential(s) still use {key_id}: rotate them first "
+            f"(credential_keys rotate --to {ring.active_key_id})"
+        )
+    with transaction.atomic():
+        record_event(
+            action="credential_keys.retire",
+            org=None,
+            actor=operator_actor(),
+            target=_key_target(key_id),
+            outcome=Outcome.DENIED if refusal else Outcome.SUCCESS,
+            metadata={"rows": in_use, "wraps": wraps, "reason": refusal},
+        )
+    if refusal:
+        raise KeyLifecycleError(refusal)
+    return RetireResult(key_id=key_id, variable=crypto.key_variable(key_id), wraps=wraps)

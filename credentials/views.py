@@ -80,6 +80,8 @@ def credential_create(request: HttpRequest, access: Access) -> HttpResponse:
             )
         except ValidationError as exc:
             add_service_errors(form, exc)
+        except services.KeyServiceUnavailableError as exc:
+            form.add_error(None, str(exc))
         else:
             messages.success(request, f"Credential “{credential.name}” created.")
             return redirect("ui:credential", org=access.org.slug, credential_id=credential.id)
@@ -129,6 +131,8 @@ def credential_replace(request: HttpRequest, access: Access, credential_id: str)
             )
         except ValidationError as exc:
             add_service_errors(form, exc)
+        except services.KeyServiceUnavailableError as exc:
+            form.add_error(None, str(exc))
         else:
             messages.success(request, f"Secret of “{credential.name}” replaced.")
             return redirect("ui:credential", org=access.org.slug, credential_id=credential.id)

@@ -1,13 +1,11 @@
-"""AES-256-GCM with a random 96-bit nonce, stored as nonce || ciphertext || tag."""
+"""AES-256-GCM conventions shared by the envelope and the local provider: a random 96-bit
+nonce stored as nonce || ciphertext || tag, and the canonical encoding of associated data."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from collections.abc import Callable, Iterator, Mapping
 
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -17,30 +15,39 @@ RandomBytes = Callable[[int], bytes]
 
 
 def canonical_aad(context: Mapping[str, str]) -> bytes:
-    """One byte string per mapping, independent of insertion order."""
+    """One byte string per mapping, independent of insertion order: compact JSON with sorted
+    keys. An AssociatedData carries this encoding already (computed without json.dumps)."""
+    if isinstance(context, AssociatedData):
+        return context.encoded
     return json.dumps(dict(context), sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-class Aead:
-    """An AES-256-GCM key; build once per key (building costs more than a small encrypt)."""
+class AssociatedData(Mapping[str, str]):
+    """A read-only context mapping together with its canonical encoding.
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) != KEY_BYTES:
-            raise ValueError("AES-256-GCM needs a 32-byte key")
-        self._aesgcm = AESGCM(key)
+    KMS providers need the mapping (AWS's encryption context); AES-GCM needs the bytes.
+    Encoding the same five short fields with json.dumps cost more than the AES-GCM operation
+    it authenticates (~3 us against ~1 us), so the envelope builds the bytes once, by a faster
+    route that yields exactly what canonical_aad's JSON would (tests compare the two).
+    """
 
-    def seal(self, plaintext: bytes, aad: bytes, *, rng: RandomBytes = os.urandom) -> bytes:
-        nonce = rng(NONCE_BYTES)
-        return nonce + self._aesgcm.encrypt(nonce, plaintext, aad)
+    __slots__ = ("_items", "encoded")
 
-    def open(self, sealed: bytes, aad: bytes) -> bytes | None:
-        """The plaintext, or None if authentication failed (callers raise their own error)."""
-        if len(sealed) < NONCE_BYTES + TAG_BYTES:
-            return None
-        try:
-            return self._aesgcm.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
-        except InvalidTag:
-            return None
+    def __init__(self, items: dict[str, str], encoded: bytes) -> None:
+        self._items = items
+        self.encoded = encoded
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"AssociatedData({self._items!r})"
 
 
 def generate_key(rng: RandomBytes = os.urandom) -> bytes:

@@ -1,0 +1,209 @@
+"""`manage.py breach_response`: the playbook as one command, resumable and idempotent."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.core import mail
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from agents.models import AgentToken
+from agents.services import agent_token_issue
+from audit.models import AuditEvent
+from credentials.models import Credential, CredentialStatus
+from credentials.services import credential_create, credential_replace_secret
+from incidents.models import Incident
+from tests.conftest import World
+from tests.raw_storage import read_envelope
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def breached(world: World, canary):
+    """acme's credentials under the old key v1; the new key v2 is configured and active."""
+    with override_settings(AGENT_CREDENTIAL_ACTIVE_KEY="v1"):
+        extra = credential_create(
+            org=world.p.org, acting_user=world.p.member, name="member-own", secret=canary + "-2"
+        )
+        for credential in (world.credential, world.foreign_credential):
+            credential_replace_secret(credential=credential, acting_user=None, secret=canary)
+    for user in (world.p.owner, world.p.admin, world.p.member, world.p.auditor):
+        user.email = f"{user.username}@acme.example"
+        user.save()
+    world.p.admin.email = ""  # one person without an address
+    world.p.admin.save()
+    return world, extra
+
+
+def _run(*args: str, report_dir: Path | None = None) -> str:
+    out = io.StringIO()
+    extra = ["--report-dir", str(report_dir)] if report_dir else []
+    call_command("breach_response", *args, *extra, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def _acme(world: World):
+    return Credential.objects.filter(org=world.p.org)
+
+
+def test_the_dry_run_shows_the_plan_and_changes_nothing(breached, tmp_path):
+    world, _ = breached
+    before = (
+        list(_acme(world).values_list("key_id", "status", "ciphertext")),
+        AuditEvent.objects.count(),
+        AgentToken.objects.filter(revoked_at__isnull=True).count(),
+    )
+    out = _run("--org", "acme", "--new-key", "v2", "--dry-run", report_dir=tmp_path)
+    assert "1. rotate: would re-encrypt 2 credential(s) under local:v2" in out
+    assert "local:v1: 2" in out
+    assert "2. revoke_tokens: would revoke 1 active agent token(s)" in out
+    assert "3. mark_compromised: would mark 2 credential(s) compromised" in out
+    assert "4. notify: would mail 2 person(s) (1 without an email address: admin)" in out
+    assert "Dry run: nothing was changed." in out
+    after = (
+        list(_acme(world).values_list("key_id", "status", "ciphertext")),
+        AuditEvent.objects.count(),
+        AgentToken.objects.filter(revoked_at__isnull=True).count(),
+    )
+    assert after == before
+    assert not Incident.objects.exists()
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_playbook_contains_the_org_and_leaves_the_others_alone(breached, tmp_path, canary):
+    world, extra = breached
+    envelopes = {c.id: read_envelope(c.id) for c in _acme(world)}
+    foreign_before = read_envelope(world.foreign_credential.id)
+
+    out = _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+
+    assert "every step done" in out
+    # 1. re-encrypted under the new key, with new data keys and payloads
+    for credential in _acme(world):
+        key_id, wrapped, ciphertext = read_envelope(credential.id)
+        assert key_id == "local:v2"
+        assert wrapped != envelopes[credential.id][1]
+        assert ciphertext != envelopes[credential.id][2]
+    # 2. tokens revoked; 3. credentials compromised
+    assert not AgentToken.objects.filter(org=world.p.org, revoked_at__isnull=True).exists()
+    assert set(_acme(world).values_list("status", flat=True)) == {CredentialStatus.COMPROMISED}
+    # globex is not in scope
+    assert read_envelope(world.foreign_credential.id) == foreign_before
+    assert Credential.objects.get(pk=world.foreign_credential.pk).status == "active"
+    assert AgentToken.objects.get(pk=world.foreign_token.pk).revoked_at is None
+    # 4. who is told what: owners and admins everything, the creator their own
+    sent = {m.to[0]: m for m in mail.outbox}
+    assert set(sent) == {"owner@acme.example", "member@acme.example"}
+    assert "billing" in sent["owner@acme.example"].body
+    assert "member-own" in sent["owner@acme.example"].body
+    assert "member-own" in sent["member@acme.example"].body
+    assert "billing" not in sent["member@acme.example"].body  # not theirs
+    for message in mail.outbox:
+        assert canary not in f"{message.subject}\n{message.body}"
+    # 5. the review is written, owner-readable only
+    incident = Incident.objects.get()
+    report = Path(incident.report_path)
+    assert report.parent == tmp_path
+    assert report.stat().st_mode & 0o777 == 0o600
+    assert json.loads(report.read_text())["incident"] == str(incident.id)
+    # 6. the incident and each step are in acme's trail
+    trail = list(
+        AuditEvent.objects.filter(action__startswith="incident.", org=world.p.org)
+        .order_by("id")
+        .values_list("action", "metadata__step")
+    )
+    assert trail == [
+        ("incident.open", None),
+        ("incident.step", "rotate"),
+        ("incident.step", "revoke_tokens"),
+        ("incident.step", "mark_compromised"),
+        ("incident.step", "notify"),
+        ("incident.step", "review_report"),
+        ("incident.close", None),
+    ]
+    marks = AuditEvent.objects.filter(action="credential.mark_compromised")
+    assert {e.metadata["incident"] for e in marks} == {str(incident.id)}
+    assert marks.count() == 2
+    assert extra.id  # the member's own credential was part of it
+
+
+def test_running_it_again_does_no_harm(breached, tmp_path):
+    world, extra = breached
+    _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+    # People reset a credential and issue a new token after the incident.
+    credential_replace_secret(credential=extra, acting_user=world.p.member, secret="fresh-s3cr3t")
+    agent_token_issue(agent=world.agent, name="after", acting_user=world.p.admin)
+    events = AuditEvent.objects.count()
+    mails = len(mail.outbox)
+
+    out = _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+
+    assert "nothing to do" in out
+    assert Credential.objects.get(pk=extra.pk).status == "active"
+    assert AgentToken.objects.get(name="after").revoked_at is None
+    assert (AuditEvent.objects.count(), len(mail.outbox)) == (events, mails)
+
+
+def test_an_interrupted_run_resumes_and_keeps_what_happened_since(breached, tmp_path):
+    world, extra = breached
+    # The mail server is down: steps 1-3 are done, step 4 fails.
+    with (
+        override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=9,  # discard: nothing listens
+            EMAIL_TIMEOUT=2,
+        ),
+        pytest.raises(CommandError, match=r"Step 4 \(notify\) failed.*run the same command again"),
+    ):
+        _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+    incident = Incident.objects.get()
+    assert incident.closed_at is None
+    assert set(incident.steps) == {"rotate", "revoke_tokens", "mark_compromised"}
+    # Meanwhile someone resets their credential.
+    credential_replace_secret(credential=extra, acting_user=world.p.member, secret="fresh-s3cr3t")
+
+    out = _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+
+    assert f"Resuming incident {incident.id}" in out
+    incident.refresh_from_db()
+    assert incident.closed_at is not None
+    assert Credential.objects.get(pk=extra.pk).status == "active"  # not marked again
+    assert Credential.objects.get(pk=world.credential.pk).status == "compromised"
+    # Only what still needs a reset is mailed: the member already did theirs.
+    assert [m.to for m in mail.outbox] == [["owner@acme.example"]]
+    assert Incident.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--org", "acme", "--new-key", "v9"], "new key local:v9 is not configured"),
+        (["--org", "acme", "--new-key", "v1"], "the active key is local:v2"),
+        (["--org", "nope", "--new-key", "v2"], "No organisation with slug 'nope'"),
+        (["--org", "acme", "--new-key", "v2"], "pass --yes"),  # no terminal, no --yes
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(breached, tmp_path, args, message):
+    world, _ = breached
+    events = AuditEvent.objects.count()
+    with pytest.raises(CommandError, match=message):
+        _run(*args, report_dir=tmp_path)
+    assert AuditEvent.objects.count() == events
+    assert not Incident.objects.exists()
+    assert set(_acme(world).values_list("key_id", flat=True)) == {"local:v1"}
+
+
+def test_all_covers_every_organisation(breached, tmp_path):
+    out = _run("--all", "--new-key", "v2", "--yes", report_dir=tmp_path)
+    assert "all organisations" in out
+    assert set(Credential.objects.values_list("status", flat=True)) == {"compromised"}
+    assert not AgentToken.objects.filter(revoked_at__isnull=True).exists()
+    incident = Incident.objects.get()
+    assert incident.all_orgs
+    assert AuditEvent.objects.filter(action="incident.close", org=None).exists()
