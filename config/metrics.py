@@ -46,18 +46,19 @@ AGENT_RUN_DURATION = Histogram(
 )
 KEY_ROTATION_ROWS = Counter(
     "everesthood_key_rotation_rows",
-    "Credential rows moved from one key-encryption key to another by rotation batches.",
-    ["from_key_id", "to_key_id", "mode"],
+    "Credential rows moved onto a key-encryption key by rotation batches "
+    "(mode: rewrap, or reencrypt: new data key and payload too).",
+    ["to_key_id", "mode"],
 )
 KEY_ROTATION_BATCHES = Counter(
     "everesthood_key_rotation_batches",
     "Rotation batches committed.",
-    ["from_key_id", "to_key_id", "mode"],
+    ["to_key_id", "mode"],
 )
 KEY_ROTATION_REMAINING = Gauge(
     "everesthood_key_rotation_rows_remaining",
-    "Rows still under the key being rotated away from, as of the latest batch.",
-    ["from_key_id"],
+    "Rows the latest rotation onto this key still had to move, as of its latest batch.",
+    ["to_key_id"],
     multiprocess_mode="mostrecent",
 )
 DENIED_ACCESSES = Counter(
@@ -90,21 +91,20 @@ def observe_run_finished(*, status: str, seconds: float) -> None:
 
 
 def observe_rotation_batch(
-    *, from_key_id: str, to_key_id: str, rows: int, remaining: int | None, reencrypt: bool
+    *, to_key_id: str, rows: int, remaining: int | None, reencrypt: bool
 ) -> None:
     """Report one committed rotation batch.
 
-    `rows`: rows this batch moved from `from_key_id` to `to_key_id`; `remaining`: rows still
-    under `from_key_id` after it (None if the caller did not count); `reencrypt`: the batch
-    replaced data keys and payloads (each such row is also counted as an encryption), rather
-    than only re-wrapping data keys. Call after the batch's transaction commits.
+    `rows`: rows this batch moved onto `to_key_id` (a batch may take rows from several old
+    keys); `remaining`: rows the run still has to move after it (None if not counted);
+    `reencrypt`: the batch replaced data keys and payloads (each such row is also counted as an
+    encryption), rather than only re-wrapping data keys. Call after the batch commits.
     """
     mode = "reencrypt" if reencrypt else "rewrap"
-    labels = {"from_key_id": from_key_id, "to_key_id": to_key_id, "mode": mode}
-    KEY_ROTATION_ROWS.labels(**labels).inc(rows)
-    KEY_ROTATION_BATCHES.labels(**labels).inc()
+    KEY_ROTATION_ROWS.labels(to_key_id=to_key_id, mode=mode).inc(rows)
+    KEY_ROTATION_BATCHES.labels(to_key_id=to_key_id, mode=mode).inc()
     if remaining is not None:
-        KEY_ROTATION_REMAINING.labels(from_key_id=from_key_id).set(remaining)
+        KEY_ROTATION_REMAINING.labels(to_key_id=to_key_id).set(remaining)
     if reencrypt and rows:
         CREDENTIALS_ENCRYPTED.labels(key_id=to_key_id).inc(rows)
 

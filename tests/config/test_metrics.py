@@ -108,23 +108,20 @@ def test_an_encryption_rolled_back_is_not_counted(personas, client, settings, ca
 
 @pytest.mark.django_db
 def test_rotation_batches_report_rows_moved_and_rows_remaining(client, settings):
+    # The rotate command (issue #3) calls this after each committed batch.
     before = _scrape(client, settings)
-    metrics.observe_rotation_batch(
-        from_key_id="local:v1", to_key_id="local:v2", rows=1000, remaining=2500, reencrypt=False
-    )
-    metrics.observe_rotation_batch(
-        from_key_id="local:v1", to_key_id="local:v2", rows=500, remaining=2000, reencrypt=True
-    )
+    metrics.observe_rotation_batch(to_key_id="local:v2", rows=1000, remaining=2500, reencrypt=False)
+    metrics.observe_rotation_batch(to_key_id="local:v2", rows=500, remaining=2000, reencrypt=True)
     after = _scrape(client, settings)
 
     def delta(name, **labels):
         return _value(after, name, **labels) - _value(before, name, **labels)
 
-    pair = {"from_key_id": "local:v1", "to_key_id": "local:v2"}
-    assert delta("everesthood_key_rotation_rows_total", mode="rewrap", **pair) == 1000
-    assert delta("everesthood_key_rotation_rows_total", mode="reencrypt", **pair) == 500
-    assert delta("everesthood_key_rotation_batches_total", mode="rewrap", **pair) == 1
-    assert _value(after, "everesthood_key_rotation_rows_remaining", from_key_id="local:v1") == 2000
+    key = {"to_key_id": "local:v2"}
+    assert delta("everesthood_key_rotation_rows_total", mode="rewrap", **key) == 1000
+    assert delta("everesthood_key_rotation_rows_total", mode="reencrypt", **key) == 500
+    assert delta("everesthood_key_rotation_batches_total", mode="rewrap", **key) == 1
+    assert _value(after, "everesthood_key_rotation_rows_remaining", **key) == 2000
     assert delta("everesthood_credentials_encrypted_total", key_id="local:v2") == 500
 
 
@@ -149,9 +146,9 @@ _OUR_LABELS = {
     "everesthood_credential_decrypts": {"key_id", "outcome"},
     "everesthood_agent_runs": {"status"},
     "everesthood_agent_run_duration_seconds": {"status", "le"},
-    "everesthood_key_rotation_rows": {"from_key_id", "to_key_id", "mode"},
-    "everesthood_key_rotation_batches": {"from_key_id", "to_key_id", "mode"},
-    "everesthood_key_rotation_rows_remaining": {"from_key_id"},
+    "everesthood_key_rotation_rows": {"to_key_id", "mode"},
+    "everesthood_key_rotation_batches": {"to_key_id", "mode"},
+    "everesthood_key_rotation_rows_remaining": {"to_key_id"},
     "everesthood_denied_accesses": {"kind"},
 }
 _KEY_ID = re.compile(r"(local:v\d+|unconfigured)")
