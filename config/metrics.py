@@ -17,7 +17,7 @@ import re
 from prometheus_client import Counter, Gauge, Histogram
 
 UNCONFIGURED_KEY = "unconfigured"
-DECRYPT_OUTCOMES = frozenset({"success", "failure", "key_missing", "denied"})
+DECRYPT_OUTCOMES = frozenset({"success", "failure", "key_missing", "key_service_error", "denied"})
 RUN_STATUSES = frozenset({"succeeded", "failed"})
 ROTATION_MODES = frozenset({"rewrap", "reencrypt"})
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -29,8 +29,9 @@ CREDENTIALS_ENCRYPTED = Counter(
 )
 CREDENTIAL_DECRYPTS = Counter(
     "everesthood_credential_decrypts",
-    "Decryptions attempted by workers, by key id and outcome "
-    "(success, failure: authentication failed, key_missing, denied: credential not active).",
+    "Decryptions attempted by workers, by key id and outcome (success, failure: authentication "
+    "failed, key_missing, key_service_error: a KMS refused or was unreachable, denied: the "
+    "credential may not be used).",
     ["key_id", "outcome"],
 )
 AGENT_RUNS = Counter(

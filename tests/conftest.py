@@ -215,12 +215,14 @@ def otlp_collector() -> Iterator[OtlpCollector]:
 class RunningWorker:
     process: WorkerProcess
     log_path: Path
-    stdout_path: Path  # the process's stdout and stderr (stderr: the same JSON lines)
+    stdout_path: Path | None = None  # the process's stdout and stderr (stderr: JSON lines too)
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def output_text(self) -> str:
+        if self.stdout_path is None:
+            return ""
         return self.stdout_path.read_text(encoding="utf-8", errors="replace")
 
     def log_records(self) -> list[dict[str, Any]]:
