@@ -554,7 +554,7 @@ def _open(credential: Credential) -> str:
     except crypto.KeyProviderError as exc:
         # The key service is throttling, unreachable or refusing: the run fails now, after the
         # client's bounded retries, and is not retried as a whole (no retry storm).
-        raise _OpenFailedError(str(exc)) from None
+        raise _OpenFailedError(str(exc), outcome="key_service_error") from None
 
 
 # --- key lifecycle (manage.py credential_keys) -----------------------------------------------
