@@ -27,10 +27,16 @@ run: install var/dev.env
 	@echo "  Open http://$(WEB_HOST):$(WEB_PORT)/ and sign in with the login above."
 	@echo "  API: http://$(WEB_HOST):$(WEB_PORT)/api/docs/   Stop with Ctrl-C."
 	@echo ""
+	@# Samples of earlier processes would be added to this run's (metrics multiprocess mode).
+	find "$${PROMETHEUS_MULTIPROC_DIR:-var/prometheus}" -maxdepth 1 -name '*.db' -delete 2>/dev/null || true
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
+# A fresh metrics directory per test session, shared by the tests and their worker processes.
 test: install
-	EVERESTHOOD_ENV_FILE= $(BIN)/pytest
+	@metrics=$$(mktemp -d -t everesthood-metrics-XXXXXX); \
+	echo "EVERESTHOOD_ENV_FILE= PROMETHEUS_MULTIPROC_DIR=$$metrics $(BIN)/pytest $(PYTEST_ARGS)"; \
+	EVERESTHOOD_ENV_FILE= PROMETHEUS_MULTIPROC_DIR=$$metrics $(BIN)/pytest $(PYTEST_ARGS); \
+	status=$$?; rm -rf "$$metrics"; exit $$status
 
 demo: install var/dev.env
 	$(BIN)/python manage.py migrate --noinput
@@ -47,6 +53,7 @@ check: lint typecheck test
 
 bench: install
 	$(BIN)/python bench/run_latency.py
+	$(BIN)/python bench/logging.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -2,12 +2,16 @@
 
 Used by `manage.py demo`, the latency benchmark and the integration tests as the thing an
 agent's http_request tool calls. It answers 200 only when the request carries
-``Authorization: Bearer <expected secret>``, 401 otherwise, and it echoes what it received so
-tests can prove the run's stored output is redacted.
+``Authorization: Bearer <expected secret>`` or ``Authorization: Basic base64(<any user>:<expected
+secret>)``, 401 otherwise, and it echoes what it received - the Authorization header, the query
+string and every ``X-`` header - so tests can prove that nothing a tool sent comes back
+unredacted.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 import threading
@@ -55,16 +59,35 @@ class CredentialCheckingEndpoint:
         with self._lock:
             self.received.append(ReceivedRequest(request.command, request.path, headers))
         given = request.headers.get("Authorization", "")
-        expected = f"Bearer {self.expected_secret}"
-        accepted = hmac.compare_digest(given.encode(), expected.encode())
-        body = json.dumps(
-            {"accepted": accepted, "you_sent": given}  # echoed on purpose: output must redact it
-        ).encode()
+        accepted = self._accepts(given)
+        _, _, query = request.path.partition("?")
+        # Echoed on purpose: the run's stored output, logs and spans must redact all of it.
+        echo = {
+            "accepted": accepted,
+            "you_sent": given,
+            "query": query,
+            "headers": {k: v for k, v in headers.items() if k.lower().startswith("x-")},
+        }
+        body = json.dumps(echo).encode()
         request.send_response(200 if accepted else 401)
         request.send_header("Content-Type", "application/json")
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
         request.wfile.write(body)
+
+    def _accepts(self, authorization: str) -> bool:
+        expected = self.expected_secret.encode()
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            return hmac.compare_digest(value.encode(), expected)
+        if scheme.lower() == "basic":
+            try:
+                pair = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return False
+            _, _, password = pair.partition(b":")
+            return hmac.compare_digest(password, expected)
+        return False
 
     def start(self) -> CredentialCheckingEndpoint:
         self._thread.start()

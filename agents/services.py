@@ -25,7 +25,7 @@ from agents.models import (
 from agents.tools import http_request
 from audit.models import ActorType, Outcome
 from audit.services import Actor, Target, record_event
-from config import context, redaction
+from config import context, metrics, redaction
 from credentials.models import Credential
 from credentials.services import (
     CredentialUnavailableError,
@@ -333,7 +333,9 @@ def _finish(run: AgentRun, *, ok: bool, output: dict[str, Any], error: str, acto
             outcome=Outcome.SUCCESS if ok else Outcome.FAILURE,
             metadata={"status": status, "error": error[:500]},
         )
-    duration_ms = round((finished - run.queued_at).total_seconds() * 1000, 1)
+    queue_to_finish = (finished - run.queued_at).total_seconds()
+    metrics.observe_run_finished(status=status, seconds=queue_to_finish)
+    duration_ms = round(queue_to_finish * 1000, 1)
     log = logger.info if ok else logger.warning
     log(
         "agent run %s",

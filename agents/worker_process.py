@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -36,6 +36,7 @@ class WorkerProcess:
         concurrency: int = 1,
         pool: str = "prefork",
         inherit_environment: bool = True,
+        include: Sequence[str] = (),
     ) -> None:
         self.queue = queue or settings.CELERY_TASK_DEFAULT_QUEUE
         self.log_path = log_path
@@ -64,6 +65,9 @@ class WorkerProcess:
             "--without-mingle",
             "--without-heartbeat",
         ]
+        if include:
+            # Extra task modules to import (celery's --include), e.g. test probes.
+            self._args += ["--include", ",".join(include)]
         self._process: subprocess.Popen[bytes] | None = None
         self._output: object = None
 

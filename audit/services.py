@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser, User
 
 from audit.models import ActorType, AuditEvent, Outcome
-from config import context, redaction
+from config import context, metrics, redaction
 from orgs.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ def record_event(
         user_agent=(ctx.user_agent or "")[:512],
         metadata=redaction.redact(metadata or {}),
     )
+    if outcome == Outcome.DENIED:
+        metrics.observe_denied_access(action=action)
     logger.info(
         "audit %s %s",
         action,

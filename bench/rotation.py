@@ -38,7 +38,7 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from run_latency import BenchError, _create_database, _drop_database  # noqa: E402
+from bench.run_latency import BenchError, _create_database, _drop_database  # noqa: E402
 
 CONFIGS = ("sqlite", "postgres")
 TARGET_SPEEDUP = 10.0

@@ -2,17 +2,23 @@
 
 - worker start: verify configuration (same checks as the web), allow decryption (workers are
   the only processes that may decrypt), configure JSON logging;
-- publish: the requestId of the queuing request travels in the message headers;
-- task start/end: bind jobId and requestId for every log line, audit event and span.
+- publish: the requestId of the queuing request travels in the message headers (the trace
+  context too, put there by the OpenTelemetry instrumentation);
+- task start/end: bind jobId and requestId for every log line, audit event and span, and hold
+  the job's secret scope (config.redaction) open from before the task span starts until after
+  it ends.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import ExitStack
 from typing import Any
 
 from celery import Celery, signals
+
+from config import telemetry
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -50,6 +56,9 @@ def _on_worker_init(**kwargs: Any) -> None:
         # configuration must not start consuming, so exit here with the reason.
         logging.getLogger("everesthood.startup").critical("%s", exc)
         raise SystemExit(1) from None
+    # Before the pool forks: the SDK's span processors restart their export thread in each
+    # child (os.register_at_fork), and solo/thread pools, which never fork, are covered too.
+    telemetry.configure(role="worker")
     enable_decryption()
 
 
@@ -58,6 +67,12 @@ def _on_worker_process_init(**kwargs: Any) -> None:
     from credentials.crypto import enable_decryption
 
     enable_decryption()
+
+
+@signals.worker_process_shutdown.connect
+def _on_worker_process_shutdown(**kwargs: Any) -> None:
+    # A pool child may exit without running atexit handlers: export its last spans now.
+    telemetry.flush()
 
 
 @signals.setup_logging.connect
@@ -77,31 +92,42 @@ def _on_before_publish(headers: dict[str, Any] | None = None, **kwargs: Any) -> 
         headers[REQUEST_ID_HEADER] = request_id
 
 
-_task_tokens: dict[str, Any] = {}
+# Per running task: what task_postrun must undo (the context binding, the secret scope).
+_task_scopes: dict[str, ExitStack] = {}
 
 
+# Signal receivers run in the order they were connected, and the order matters here:
+#   task_prerun:  ours (bind jobId/requestId, open the secret scope), then OpenTelemetry's
+#                 (start the task span, which takes jobId/requestId as attributes);
+#   task_postrun: OpenTelemetry's (end the span: it is redacted while the job's secrets are
+#                 still registered), then ours (close the scope, unbind).
+# So ours for prerun is connected first, the instrumentation next, ours for postrun last.
 @signals.task_prerun.connect
 def _on_task_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
-    from config import context
+    from config import context, redaction
 
     request = getattr(task, "request", None)
     request_id = getattr(request, REQUEST_ID_HEADER, None) or (
         (getattr(request, "headers", None) or {}).get(REQUEST_ID_HEADER)
     )
+    scope = ExitStack()
     token = context.activate(request_id=request_id, job_id=task_id)
+    scope.callback(context.deactivate, token)
+    scope.enter_context(redaction.secret_scope())
     _drop_unusable_connections()
     if task_id:
-        _task_tokens[task_id] = token
+        _task_scopes[task_id] = scope
+
+
+telemetry.instrument_celery()
 
 
 @signals.task_postrun.connect
 def _on_task_postrun(task_id: str | None = None, **kwargs: Any) -> None:
-    from config import context
-
     _drop_unusable_connections()
-    token = _task_tokens.pop(task_id or "", None)
-    if token is not None:
-        context.deactivate(token)
+    scope = _task_scopes.pop(task_id or "", None)
+    if scope is not None:
+        scope.close()
 
 
 def _drop_unusable_connections() -> None:

@@ -12,7 +12,12 @@ REQUEST_ID_HEADER = "X-Request-ID"
 
 
 class RequestContextMiddleware:
-    """Accept a well-formed X-Request-ID or make one; echo it; bind it for the request."""
+    """Accept a well-formed X-Request-ID or make one; echo it; bind it for the request.
+
+    Outermost middleware: everything after it - the request span (which takes the requestId
+    as an attribute when it starts), metrics, every log line and audit event - runs with the
+    requestId bound.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

@@ -114,9 +114,12 @@ INSTALLED_APPS = [
     "incidents",
 ]
 
+# RequestContextMiddleware comes first: the requestId must already be bound when the tracing
+# middleware (inserted right after it by config.telemetry) starts the request span, which
+# takes it as an attribute, and when the metrics middleware runs.
 MIDDLEWARE = [
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "config.middleware.RequestContextMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -330,5 +333,34 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # Optional second destination (JSON lines, appended): `make run` sets var/log/everesthood.jsonl
 # so `manage.py demo` can show a run's worker lines.
 LOG_FILE: str | None = env.str("LOG_FILE", default=None)
+# Django calls LOGGING_CONFIG with LOGGING, and only when LOGGING is not empty.
 LOGGING_CONFIG = "config.logging.configure_logging"
-LOGGING: dict[str, Any] = {}
+LOGGING: dict[str, Any] = {"level": LOG_LEVEL, "file": LOG_FILE}
+
+# --- Tracing (OpenTelemetry) -------------------------------------------------------------------
+# The standard variables: OTEL_TRACES_EXPORTER picks the exporter (otlp, console or none);
+# the OTLP exporter reads OTEL_EXPORTER_OTLP_ENDPOINT / _HEADERS / _TIMEOUT itself, the SDK
+# reads OTEL_TRACES_SAMPLER, OTEL_BSP_* and OTEL_RESOURCE_ATTRIBUTES. config.telemetry checks
+# the names at startup.
+OTEL_TRACES_EXPORTER: list[str] = env.list("OTEL_TRACES_EXPORTER", default=["none"])
+OTEL_EXPORTER_OTLP_PROTOCOL = env.str("OTEL_EXPORTER_OTLP_PROTOCOL", default="http/protobuf")
+# Default: everesthood-web or everesthood-worker, by process role.
+OTEL_SERVICE_NAME: str | None = env.str("OTEL_SERVICE_NAME", default=None)
+
+# --- Metrics (Prometheus) ----------------------------------------------------------------------
+# Bearer token that may read /api/metrics (staff sessions may too). Unset: only staff.
+METRICS_TOKEN: str | None = _secret_from_env("METRICS_TOKEN") or None
+# Every web and worker process of a host writes its samples here and /api/metrics adds them
+# up (prometheus_client's multiprocess mode), so one scrape shows the workers too. It must be
+# emptied before the first process of the host starts (`make run` and `make test` do).
+# prometheus_client reads only the environment, and decides when it is first imported (as
+# django_prometheus loads, after these settings): hence the write-back. Empty: single-process
+# mode (this process's own samples only).
+PROMETHEUS_MULTIPROC_DIR: str = env.str(
+    "PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "prometheus")
+)
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+else:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -37,6 +37,32 @@ def check_production_settings(app_configs: Any = None, **kwargs: Any) -> list[Ch
     return errors
 
 
+# A bearer token guessable in a scrape interval's worth of tries is no access control.
+METRICS_TOKEN_MIN_LENGTH = 32
+
+
+@register(STARTUP_TAG)
+def check_observability_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    from config.telemetry import check_settings
+
+    errors: list[CheckMessage] = [
+        Error(problem, id="config.E002")
+        for problem in check_settings(
+            settings.OTEL_TRACES_EXPORTER, settings.OTEL_EXPORTER_OTLP_PROTOCOL
+        )
+    ]
+    token = settings.METRICS_TOKEN
+    if token is not None and len(token) < METRICS_TOKEN_MIN_LENGTH:
+        errors.append(
+            Error(
+                f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters (or "
+                f"unset, so that only staff sessions may read /api/metrics)",
+                id="config.E003",
+            )
+        )
+    return errors
+
+
 def verify_startup() -> None:
     """Run the startup checks, database checks included (stored key ids must be configured);
     log warnings, and raise ImproperlyConfigured listing every error."""

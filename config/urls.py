@@ -14,6 +14,7 @@ from agents.api import (
     RunDetailApi,
 )
 from audit.api import AuditListApi
+from config.metrics_endpoint import metrics_view
 from credentials.api import CredentialDetailApi, CredentialListApi, CredentialSecretApi
 from orgs.api import (
     MemberDetailApi,
@@ -68,6 +69,7 @@ api = [
     ),
     path("orgs/<slug:org>/runs/<str:run_id>/", RunDetailApi.as_view(), name="run"),
     path("orgs/<slug:org>/audit/", AuditListApi.as_view(), name="audit"),
+    path("metrics", metrics_view, name="metrics"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file: no inline script under CSP.
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),

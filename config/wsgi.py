@@ -1,11 +1,16 @@
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup(set_prefix=False)
 
-application = get_wsgi_application()
+from django.core.wsgi import get_wsgi_application  # noqa: E402 - after setup, like Django's own
 
-from config.startup import verify_startup  # noqa: E402 - needs Django set up
+from config import telemetry  # noqa: E402
+from config.startup import verify_startup  # noqa: E402
 
 verify_startup()
+# Before the handler loads MIDDLEWARE: the instrumentation inserts its middleware there.
+telemetry.configure(role="web")
+application = get_wsgi_application()

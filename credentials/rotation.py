@@ -28,6 +28,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
+from config import metrics
 from credentials import crypto
 from credentials.models import Credential, KeyUsage
 from credentials.selectors import credentials_in_scope, rows_by_key
@@ -206,6 +207,12 @@ def _one_pass(
         result.rewrapped += changed
         result.concurrent += concurrent
         result.batches += 1
+        metrics.observe_rotation_batch(
+            to_key_id=target,
+            rows=changed,
+            remaining=max(result.total - result.rewrapped, 0),
+            reencrypt=result.reencrypt,
+        )
         yield BatchProgress(
             batch=result.batches,
             rewrapped=changed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import getpass
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from guardian.shortcuts import assign_perm
 
 from audit.models import ActorType, Outcome
 from audit.services import Actor, Target, record_event
-from config import redaction
+from config import metrics, redaction
 from credentials import crypto, rotation, selectors
 from credentials.models import (
     Credential,
@@ -29,6 +30,8 @@ from credentials.models import (
     KeyUsage,
 )
 from orgs.models import Organization
+
+logger = logging.getLogger(__name__)
 
 DUPLICATE_NAME = "A credential with this name already exists in this organisation."
 
@@ -158,6 +161,7 @@ def _store_new_credential(
         target=_target(credential),
         metadata={"kind": kind, "key_id": sealed.key_id},
     )
+    transaction.on_commit(lambda: metrics.observe_encryption(key_id=sealed.key_id))
     return credential
 
 
@@ -239,6 +243,7 @@ def _store_replaced_secret(
         target=_target(credential),
         metadata={"key_id": sealed.key_id, "previous_status": previous_status},
     )
+    transaction.on_commit(lambda: metrics.observe_encryption(key_id=sealed.key_id))
     return credential
 
 
@@ -296,6 +301,12 @@ def credentials_mark_compromised(
                     metadata={"incident": incident_id} if incident_id else {},
                 )
             marked += len(batch)
+
+
+def _configured(key_id: str) -> str | None:
+    """The key id as a metric label only if it is configured: a row's key_id is data, and a
+    tampered row must not mint metric series."""
+    return key_id if key_id in crypto.get_keyring().key_ids else None
 
 
 class CredentialUnavailableError(Exception):
@@ -456,6 +467,7 @@ def _decrypt_for_job(
                 outcome=Outcome.DENIED,
                 metadata={"reason": reason, "key_id": credential.key_id},
             )
+            metrics.observe_decrypt(key_id=_configured(credential.key_id), outcome="denied")
             return message, {}
     plaintexts: dict[uuid.UUID, str] = {}
     for credential_id in ids:
@@ -471,6 +483,15 @@ def _decrypt_for_job(
                 outcome=Outcome.FAILURE,
                 metadata={"key_id": credential.key_id, "reason": failure.reason},
             )
+            metrics.observe_decrypt(key_id=_configured(credential.key_id), outcome=failure.outcome)
+            logger.warning(
+                "credential decrypt failed",
+                extra={
+                    "credential_id": str(credential.id),
+                    "key_id": credential.key_id,
+                    "reason": failure.reason,
+                },
+            )
             return f"credential {credential.name!r} could not be decrypted: {failure.reason}", {}
     for plaintext in plaintexts.values():
         redaction.register_secret(plaintext)
@@ -484,6 +505,7 @@ def _decrypt_for_job(
             target=_target(credential),
             metadata={"key_id": credential.key_id},
         )
+        metrics.observe_decrypt(key_id=credential.key_id, outcome="success")
     return "", plaintexts
 
 
@@ -500,8 +522,9 @@ def _refusal(credential: Credential, *, granted: bool) -> tuple[str, str] | None
 
 
 class _OpenFailedError(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, outcome: str) -> None:
         self.reason = reason
+        self.outcome = outcome  # config.metrics.DECRYPT_OUTCOMES
 
 
 def _open(credential: Credential) -> str:
@@ -521,15 +544,17 @@ def _open(credential: Credential) -> str:
     try:
         return crypto.open_sealed(sealed, context=context).decode("utf-8")
     except crypto.KeyNotConfiguredError as exc:
-        raise _OpenFailedError(f"key {exc.key_id} is not configured") from None
+        raise _OpenFailedError(
+            f"key {exc.key_id} is not configured", outcome="key_missing"
+        ) from None
     except crypto.DecryptionError:
         raise _OpenFailedError(
-            f"ciphertext failed authentication under key {credential.key_id}"
+            f"ciphertext failed authentication under key {credential.key_id}", outcome="failure"
         ) from None
     except crypto.KeyProviderError as exc:
         # The key service is throttling, unreachable or refusing: the run fails now, after the
         # client's bounded retries, and is not retried as a whole (no retry storm).
-        raise _OpenFailedError(str(exc)) from None
+        raise _OpenFailedError(str(exc), outcome="key_service_error") from None
 
 
 # --- key lifecycle (manage.py credential_keys) -----------------------------------------------

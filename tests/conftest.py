@@ -1,9 +1,11 @@
-"""Shared fixtures: keys, the five personas, API clients, a real Celery worker, a local
-endpoint that accepts one credential, and a JSON log capture with the production filters."""
+"""Shared fixtures: keys, the five personas, API clients, a real Celery worker (exporting its
+spans to an OTLP receiver of the session), a local endpoint that accepts one credential, a
+JSON log capture with the production filters and a capture of this process's spans."""
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import secrets
@@ -23,12 +25,14 @@ from agents.demo_endpoint import CredentialCheckingEndpoint
 from agents.models import Agent, AgentRun, AgentToken, RunStatus
 from agents.services import BindingSpec, agent_create, agent_run_create, agent_token_issue
 from agents.worker_process import WorkerProcess, database_url
+from config import telemetry
 from config.celery import app as celery_app
 from config.logging import ContextFilter, JsonLineFormatter, RedactionFilter
 from credentials.models import Credential
 from credentials.services import credential_create
 from orgs.models import Organization, Role
 from orgs.services import membership_set, org_create
+from tests.otlp_collector import OtlpCollector
 
 # Fresh keys for every test session: nothing key-like is committed.
 TEST_KEYS = {
@@ -69,6 +73,9 @@ def _test_keys_and_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         # Personas are made for almost every test; PBKDF2 would dominate the suite's time.
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
     ):
+        # This process plays the web: tracing as config.wsgi sets it up (no exporter; tests
+        # that read spans add an in-memory one behind the redaction, see `web_spans`).
+        telemetry.configure(role="web")
         yield celery_env
 
 
@@ -162,6 +169,45 @@ def json_logs() -> Iterator[JsonLogCapture]:
         root.setLevel(previous_level)
 
 
+# --- spans ---------------------------------------------------------------------------------
+
+
+class SpanCapture:
+    def __init__(self) -> None:
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.exporter = InMemorySpanExporter()
+
+    @property
+    def spans(self) -> list[Any]:
+        return list(self.exporter.get_finished_spans())
+
+    def text(self) -> str:
+        """Every span as the exporter would serialise it, to scan for secrets."""
+        return "\n".join(span.to_json(indent=None) for span in self.spans)
+
+
+@pytest.fixture
+def web_spans() -> Iterator[SpanCapture]:
+    """Every span this process ends during the test, as an exporter receives it (redacted)."""
+    capture = SpanCapture()
+    processor = telemetry.export_synchronously(capture.exporter)
+    try:
+        yield capture
+    finally:
+        telemetry.remove_span_processor(processor)
+
+
+@pytest.fixture(scope="session")
+def otlp_collector() -> Iterator[OtlpCollector]:
+    """Receives the spans the session's worker exports over OTLP/HTTP."""
+    collector = OtlpCollector().start()
+    try:
+        yield collector
+    finally:
+        collector.stop()
+
+
 # --- worker and endpoint ------------------------------------------------------------------
 
 
@@ -169,9 +215,37 @@ def json_logs() -> Iterator[JsonLogCapture]:
 class RunningWorker:
     process: WorkerProcess
     log_path: Path
+    stdout_path: Path | None = None  # the process's stdout and stderr (stderr: JSON lines too)
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def output_text(self) -> str:
+        if self.stdout_path is None:
+            return ""
+        return self.stdout_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_records(self) -> list[dict[str, Any]]:
+        records = []
+        for line in self.log_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # the line the worker is writing right now
+        return records
+
+    def wait_for_log(
+        self, predicate: Callable[[dict[str, Any]], bool], *, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """The first JSON log line matching `predicate`, waiting for the worker to write it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for record in self.log_records():
+                if predicate(record):
+                    return record
+            if time.monotonic() >= deadline or not self.process.running:
+                raise AssertionError(f"no such worker log line; log:\n{self.log_text()[-4000:]}")
+            time.sleep(0.02)
 
     def wait_for_run(self, run_id: Any, *, timeout: float = 30.0) -> AgentRun:
         deadline = time.monotonic() + timeout
@@ -191,8 +265,14 @@ def celery_worker(
     django_db_blocker: Any,
     _test_keys_and_broker: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
+    otlp_collector: OtlpCollector,
 ) -> Iterator[RunningWorker]:
-    """A real `celery worker` process on the test database, broker and queue of this session."""
+    """A real `celery worker` process on the test database, broker and queue of this session.
+
+    It exports its spans to `otlp_collector` (capturing every HTTP header its tool sends and
+    receives, to prove they are sanitised even then), writes its metrics to this session's
+    PROMETHEUS_MULTIPROC_DIR, and imports the test probes of tests.worker_probes.
+    """
     from django.db import connection
 
     log_dir = tmp_path_factory.mktemp("worker")
@@ -215,6 +295,11 @@ def celery_worker(
             "LOG_FILE": str(log_path),
             "LOG_LEVEL": "INFO",
             "CELERY_BROKER_POLLING_INTERVAL": "0.02",
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": otlp_collector.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST": ".*",
+            "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_RESPONSE": ".*",
         }
     )
     worker = WorkerProcess(
@@ -222,10 +307,13 @@ def celery_worker(
         inherit_environment=False,
         queue=SESSION_QUEUE,
         log_path=log_dir / "worker-stdout.log",
+        include=["tests.worker_probes"],
     )
     worker.start(timeout=60)
     try:
-        yield RunningWorker(process=worker, log_path=log_path)
+        yield RunningWorker(
+            process=worker, log_path=log_path, stdout_path=log_dir / "worker-stdout.log"
+        )
     finally:
         worker.stop()
 

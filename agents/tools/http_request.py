@@ -105,6 +105,9 @@ def run(config: dict[str, Any], injections: list[Injection]) -> ToolResult:
             else:
                 user, _, password = injection.rendered().partition(":")
                 auth = (user, password)
+            # The header carries base64("user:password"), which no encoding of the secret
+            # alone matches: register the pair so that form is scrubbed too.
+            redaction.register_basic_auth(*auth)
     limit = settings.AGENT_HTTP_MAX_BODY_BYTES
     # Read past the limit by the longest encoded secret, redact, then cut: cutting first could
     # leave the head of a secret that straddles the limit unredacted.

@@ -67,3 +67,11 @@ def test_a_log_line_outside_any_request_has_null_ids(json_logs):
     assert record["requestId"] is None
     assert record["jobId"] is None
     assert record["timestamp"].endswith("+00:00")
+
+
+def test_djangos_own_request_line_carries_the_request_id(client, json_logs):
+    response = client.get("/api/metrics", HTTP_X_REQUEST_ID="req-django-line-01")
+    assert response.status_code == 401
+    (line,) = [json.loads(r) for r in json_logs.lines if '"django.request"' in r]
+    assert line["message"] == "Unauthorized: /api/metrics"
+    assert line["requestId"] == "req-django-line-01"

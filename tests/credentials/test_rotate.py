@@ -271,3 +271,28 @@ def test_rewrapped_envelopes_stay_bound_to_their_rows(under_v1):
     write_envelope(first, envelopes()[second])
     with pytest.raises(crypto.DecryptionError):
         decrypt_all()
+
+
+def test_rotation_reports_each_batch_to_the_metrics(under_v1, client, settings):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples() -> dict:
+        settings.METRICS_TOKEN = "m" * 40
+        text = client.get("/api/metrics", HTTP_AUTHORIZATION=f"Bearer {'m' * 40}").content
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text.decode())
+            for s in f.samples
+        }
+
+    key = (("mode", "rewrap"), ("to_key_id", "local:v2"))
+    before = samples()
+    rotate("--to", "local:v2", "--batch-size", "7")
+    after = samples()
+
+    def delta(name: str) -> float:
+        return after.get((name, key), 0.0) - before.get((name, key), 0.0)
+
+    assert delta("everesthood_key_rotation_rows_total") == 30
+    assert delta("everesthood_key_rotation_batches_total") == 5  # 7 + 7 + 7 + 7 + 2
+    assert after[("everesthood_key_rotation_rows_remaining", (("to_key_id", "local:v2"),))] == 0
