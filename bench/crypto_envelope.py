@@ -19,12 +19,17 @@ throughput at least 3x Fernet's. Results and method: docs/benchmarks.md.
 
 from __future__ import annotations
 
+import sys
+
+# `python bench/<script>.py` puts bench/ first on sys.path, where bench/logging.py would
+# shadow the standard library's logging for every module imported after this line.
+sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("/bench")]
+
 import argparse
 import os
 import platform
 import secrets
 import statistics
-import sys
 import timeit
 import uuid
 from collections.abc import Callable

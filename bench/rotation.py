@@ -22,13 +22,18 @@ here, never in tests. Results and method: docs/benchmarks.md.
 
 from __future__ import annotations
 
+import sys
+
+# `python bench/<script>.py` puts bench/ first on sys.path, where bench/logging.py would
+# shadow the standard library's logging for every module imported after this line.
+sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("/bench")]
+
 import argparse
 import json
 import os
 import resource
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -38,7 +43,7 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-from bench.run_latency import BenchError, _create_database, _drop_database  # noqa: E402
+from bench.run_latency import BenchError, _create_database, _drop_database
 
 CONFIGS = ("sqlite", "postgres")
 TARGET_SPEEDUP = 10.0

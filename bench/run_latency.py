@@ -20,6 +20,12 @@ See docs/benchmarks.md. Timing belongs here, never in tests.
 
 from __future__ import annotations
 
+import sys
+
+# `python bench/<script>.py` puts bench/ first on sys.path, where bench/logging.py would
+# shadow the standard library's logging for every module imported after this line.
+sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("/bench")]
+
 import argparse
 import json
 import os
@@ -27,7 +33,6 @@ import platform
 import secrets
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import timeit
