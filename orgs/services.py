@@ -190,7 +190,8 @@ def membership_set(
     system): only owners touch the owner role, and the last owner cannot be demoted.
     """
     role = Role(role)
-    membership = Membership.objects.select_for_update().filter(org=org, user=user).first()
+    _lock_memberships(org)
+    membership = Membership.objects.filter(org=org, user=user).first()
     previous = Role(membership.role) if membership is not None else None
     if membership is not None and previous is role:
         return membership
@@ -231,7 +232,12 @@ def membership_remove(
     acting_role: Role | None = None,
 ) -> None:
     org, user = membership.org, membership.user
-    role = Role(membership.role)
+    _lock_memberships(org)
+    # The role as it is now, not as the caller read it before the lock.
+    current = Membership.objects.filter(pk=membership.pk).values_list("role", flat=True).first()
+    if current is None:
+        return  # removed meanwhile: nothing left to do
+    role = Role(current)
     if acting_role is not None and acting_role is not Role.OWNER and role is Role.OWNER:
         raise PermissionDenied(ONLY_OWNERS)
     if role is Role.OWNER and _other_owners(org, user) == 0:
@@ -247,14 +253,18 @@ def membership_remove(
     )
 
 
+def _lock_memberships(org: Organization) -> None:
+    """Serialise membership changes of one organisation (until the transaction ends).
+
+    The organisation's row is the lock, so two owners demoting each other at once cannot leave
+    the org with none: the second waits, then counts the first one's committed change.
+    (Locking the owner rows instead would not do: Django drops FOR UPDATE from a COUNT.)
+    """
+    list(Organization.objects.select_for_update().filter(pk=org.pk).values_list("pk", flat=True))
+
+
 def _other_owners(org: Organization, user: User) -> int:
-    # Locked, so two owners demoting each other at once cannot leave the org with none.
-    return (
-        Membership.objects.select_for_update()
-        .filter(org=org, role=Role.OWNER)
-        .exclude(user=user)
-        .count()
-    )
+    return Membership.objects.filter(org=org, role=Role.OWNER).exclude(user=user).count()
 
 
 # --- personal API tokens ------------------------------------------------------------------
