@@ -26,7 +26,13 @@ from credentials.services import (
     credential_revoke_grant,
 )
 from orgs.access import Access
-from orgs.api import OrgScopedAPIView, TokenIssuedOutput, TokenIssueInput, TokenOutput
+from orgs.api import (
+    OrgScopedAPIView,
+    TokenIssuedOutput,
+    TokenIssueInput,
+    TokenOutput,
+    refuse_token_minted_by_token,
+)
 from orgs.selectors import members_list, scoped
 
 
@@ -232,6 +238,7 @@ class AgentTokenListApi(OrgScopedAPIView):
     )
     def post(self, request: Request, org: str, agent_id: str) -> Response:
         agent = selectors.agent_get_for(access=self.access, agent_id=agent_id, need="agent.tokens")
+        refuse_token_minted_by_token(request)
         data = validate_input(TokenIssueInput, request)
         token, plaintext = services.agent_token_issue(
             agent=agent,

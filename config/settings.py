@@ -243,6 +243,9 @@ REST_FRAMEWORK = {
         # Failed token authentications per client address (agents.authentication).
         "token_failure": env.str("API_TOKEN_FAILURE_RATE", default="20/min"),
     },
+    # Proxies in front of the web that append to X-Forwarded-For. DRF's default (None) takes
+    # the header as the client wrote it, so a forged value per guess escaped the throttle.
+    "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "config.renderers.WriteOnlyBrowsableAPIRenderer",

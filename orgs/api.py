@@ -200,7 +200,7 @@ class TokenIssueInput(serializers.Serializer):
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
 
 
-def _refuse_token_minted_by_token(request: Request) -> None:
+def refuse_token_minted_by_token(request: Request) -> None:
     # A stolen token must not be able to mint itself a longer-lived successor.
     if request.auth is not None:
         raise DjangoPermissionDenied("Issue API tokens from a signed-in session, not with a token.")
@@ -218,7 +218,7 @@ class PersonalTokenListApi(VaultAPIView):
         operation_id="personal_tokens_issue",
     )
     def post(self, request: Request) -> Response:
-        _refuse_token_minted_by_token(request)
+        refuse_token_minted_by_token(request)
         data = validate_input(TokenIssueInput, request)
         token, plaintext = services.personal_token_issue(
             user=request.user,  # type: ignore[arg-type]

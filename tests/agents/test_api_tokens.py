@@ -209,6 +209,54 @@ def test_repeated_failures_are_throttled_and_the_throttling_audited_once(world: 
         assert reasons.count("throttled") == 1
 
 
+def test_a_forged_forwarded_for_header_does_not_escape_the_throttle(world: World):
+    # Without a proxy in front (API_NUM_PROXIES=0), X-Forwarded-For is whatever the client
+    # wrote: a fresh value per guess must not buy a fresh allowance.
+    rest = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"token_failure": "5/min"}}
+    with override_settings(REST_FRAMEWORK=rest):
+        codes = []
+        for i in range(8):
+            client = APIClient(REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR=f"10.0.0.{i}")
+            client.credentials(HTTP_AUTHORIZATION="Bearer evh_at_" + "D" * 43)
+            codes.append(client.get("/api/orgs/acme/credentials/").status_code)
+        assert codes == [401] * 5 + [429] * 3
+        assert AuditEvent.objects.filter(action="token.auth_failed").count() == 6
+
+
+def test_behind_a_proxy_the_throttle_counts_the_address_the_proxy_saw(world: World):
+    rest = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"token_failure": "5/min"},
+        "NUM_PROXIES": 1,
+    }
+    with override_settings(REST_FRAMEWORK=rest):
+        codes = []
+        for i in range(8):
+            # The client forges the first entry; the proxy appends the address it saw.
+            client = APIClient(
+                REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR=f"1.2.3.{i}, 198.51.100.4"
+            )
+            client.credentials(HTTP_AUTHORIZATION="Bearer evh_at_" + "D" * 43)
+            codes.append(client.get("/api/orgs/acme/credentials/").status_code)
+        assert codes == [401] * 5 + [429] * 3
+
+
+def test_a_personal_token_cannot_mint_an_agent_token_either(world: World):
+    # An agent token outlives the personal token that would have minted it: a stolen personal
+    # token must not buy itself a successor by way of an agent.
+    _, plaintext = personal_token_issue(user=world.p.admin, name="script")
+    response = _bearer(plaintext).post(
+        f"/api/orgs/acme/agents/{world.agent.id}/tokens/", {"name": "persist"}, format="json"
+    )
+    assert response.status_code == 403
+    assert "signed-in session" in response.json()["detail"]
+    assert not AgentToken.objects.filter(name="persist").exists()
+    # Listing and revoking stay possible with a token (containment must not need a browser).
+    assert (
+        _bearer(plaintext).get(f"/api/orgs/acme/agents/{world.agent.id}/tokens/").status_code == 200
+    )
+
+
 def test_a_personal_token_acts_with_its_persons_role(world: World, api_for):
     issued = api_for(world.p.member).post("/api/tokens/", {"name": "script"}, format="json")
     assert issued.status_code == 201
