@@ -245,6 +245,7 @@ class AgentTokenListApi(OrgScopedAPIView):
             name=data["name"],
             expires_at=data["expires_at"],
             acting_user=self.person,
+            access=self.access,
         )
         body = TokenIssuedOutput(token, context={"plaintext": plaintext}).data
         return Response(body, status=status.HTTP_201_CREATED)

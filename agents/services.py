@@ -22,6 +22,7 @@ from agents.models import (
     RunStatus,
     Tool,
 )
+from agents.selectors import agent_may_run
 from agents.tools import http_request
 from audit.models import ActorType, Outcome
 from audit.services import Actor, Target, record_event
@@ -94,12 +95,9 @@ def _write_bindings(
     until someone who may grants it."""
     credentials = _validate_bindings(org=agent.org, bindings=bindings)
     if access is not None:
-        access.prefetch_grants(credentials)
-        for spec, credential in zip(bindings, credentials, strict=True):
-            if not access.can("credential.use", credential):
-                raise PermissionDenied(
-                    f"Slot {spec.slot}: you may not use credential {credential.name!r}."
-                )
+        _require_use(
+            access, [(spec.slot, c) for spec, c in zip(bindings, credentials, strict=True)]
+        )
     for credential in {c.id: c for c in credentials}.values():
         if access is None or access.can("credential.grant", credential):
             credential_grant(
@@ -121,6 +119,18 @@ def _write_bindings(
         )
         for spec, credential in zip(bindings, credentials, strict=True)
     )
+
+
+def _require_use(access: Access, slots: list[tuple[str, Credential]]) -> None:
+    """Refuse unless the person may use every credential named (slot, credential)."""
+    access.prefetch_grants([credential for _, credential in slots])
+    for slot, credential in slots:
+        if not access.can("credential.use", credential):
+            raise PermissionDenied(f"Slot {slot}: you may not use credential {credential.name!r}.")
+
+
+def _bound_credentials(agent: Agent) -> list[tuple[str, Credential]]:
+    return [(b.slot, b.credential) for b in agent.bindings.select_related("credential")]
 
 
 def _bindings_metadata(bindings: list[BindingSpec]) -> list[dict[str, str]]:
@@ -183,6 +193,11 @@ def agent_update(
     bindings: list[BindingSpec] | None = None,
     access: Access | None = None,
 ) -> Agent:
+    if access is not None and config is not None and bindings is None:
+        # The config says where the bound credentials go: whoever changes it must be someone
+        # who may use them (an agent's owner whose grant was revoked, or whose agent an admin
+        # bound their own credential to, may not send it elsewhere).
+        _require_use(access, _bound_credentials(agent))
     changed: list[str] = []
     if name is not None and name != agent.name:
         agent.name, changed = name, [*changed, "name"]
@@ -360,8 +375,18 @@ def agent_token_issue(
     acting_user: User | None,
     expires_at: datetime.datetime | None = None,
     actor: Actor | None = None,
+    access: Access | None = None,
 ) -> tuple[AgentToken, str]:
-    """A new token for `agent` and its plaintext, which the caller shows once."""
+    """A new token for `agent` and its plaintext, which the caller shows once.
+
+    With `access` (a person through the UI or API), only someone who may run the agent, bound
+    credentials included, may hand that power to a token: a token runs without asking.
+    """
+    if access is not None and not agent_may_run(access=access, agent=agent):
+        raise PermissionDenied(
+            "Issuing a token for this agent needs the right to run it: use of every "
+            "credential bound to it."
+        )
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": ["Must be in the future."]})
     new = tokens.issue(tokens.TokenKind.AGENT)

@@ -144,6 +144,7 @@ def agent_token_issue(request: HttpRequest, access: Access, agent_id: str) -> Ht
                 name=form.cleaned_data["name"],
                 expires_at=form.cleaned_data["expires_at"],
                 acting_user=access.user,
+                access=access,
             )
         except ValidationError as exc:
             add_service_errors(form, exc)
