@@ -51,7 +51,7 @@ class BindingInline(admin.TabularInline):
 @admin.register(Agent)
 class AgentAdmin(_ReadOnly):
     list_display = ["name", "org", "tool", "updated_at"]
-    list_filter = ["tool", "org"]
+    list_filter = ["tool", ("org", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "org__slug"]
     fields = readonly_fields = (
         "id",
@@ -89,7 +89,7 @@ class AgentTokenAdmin(_ReadOnly):
         "expires_at",
         "revoked_at",
     ]
-    list_filter = ["revoked_at", "org"]
+    list_filter = ["revoked_at", ("org", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "agent__name", "display"]
     fields = readonly_fields = (
         "id",

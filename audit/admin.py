@@ -4,11 +4,13 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from audit.models import AuditEvent
+from orgs.admin import OrgScopedAdmin
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """Read-only: the trail is append-only everywhere."""
+class AuditEventAdmin(OrgScopedAdmin):
+    """Read-only: the trail is append-only everywhere. Staff who are not superusers read the
+    trails of the orgs they manage (not the system trail, which has no org)."""
 
     list_display = ["occurred_at", "org", "action", "outcome", "actor_label", "target_label"]
     list_filter = ["action", "outcome", "actor_type"]

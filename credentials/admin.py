@@ -11,8 +11,9 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.contrib.auth.models import Permission
-from django.db.models import Model, QuerySet
+from django.contrib.auth.models import Group, Permission
+from django.db.models import ForeignKey, Model, QuerySet
+from django.forms import ModelChoiceField
 from django.http import HttpRequest
 
 from credentials.models import (
@@ -154,6 +155,17 @@ class _GrantAdmin(OrgScopedAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False  # a grant is added or revoked, never edited
 
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField[Any] | None:
+        # The credential is named by its id (raw id field): only the managed orgs' ids count.
+        managed = self.managed_orgs(request)
+        if managed is not None and db_field.name == "content_object":
+            kwargs["queryset"] = Credential.objects.filter(org__in=managed).defer(
+                "wrapped_data_key", "ciphertext"
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # would bypass the audited service
@@ -216,6 +228,14 @@ class AgentGrantAdmin(_GrantAdmin):
     form = AgentGrantForm
     list_display = ["content_object", "agent_name", "permission"]
     search_fields = ["content_object__name", "group__agent__name"]
+
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField[Any] | None:
+        managed = self.managed_orgs(request)
+        if managed is not None and db_field.name == "group":
+            kwargs["queryset"] = Group.objects.filter(agent__org__in=managed)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="Agent")
     def agent_name(self, obj: Any) -> str:
