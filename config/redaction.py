@@ -16,6 +16,8 @@ import base64
 import bisect
 import datetime
 import functools
+import html
+import json
 import re
 import threading
 import urllib.parse
@@ -107,6 +109,9 @@ def is_sensitive_name(key: str) -> bool:
 def _encodings(secret: str) -> set[str]:
     raw = secret.encode("utf-8")
     b64 = base64.b64encode(raw).decode("ascii")
+    # How an endpoint that echoes the secret back writes it: JSON string content with and
+    # without ASCII escapes, and with PHP's escaped slashes; HTML; hex.
+    json_forms = {json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}
     forms = {
         secret,
         urllib.parse.quote(secret, safe=""),
@@ -115,6 +120,11 @@ def _encodings(secret: str) -> set[str]:
         b64.rstrip("="),
         base64.urlsafe_b64encode(raw).decode("ascii"),
         base64.urlsafe_b64encode(raw).decode("ascii").rstrip("="),
+        *json_forms,
+        *(form.replace("/", "\\/") for form in json_forms),
+        html.escape(secret),
+        raw.hex(),
+        raw.hex().upper(),
     }
     return {form for form in forms if len(form) >= MIN_VALUE_LENGTH}
 
