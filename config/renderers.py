@@ -15,6 +15,13 @@ class WriteOnlyBrowsableAPIRenderer(BrowsableAPIRenderer):
     empty.
     """
 
+    def get_context(self, data: Any, accepted_media_type: Any, renderer_context: Any) -> Any:
+        context = super().get_context(data, accepted_media_type, renderer_context)
+        # Pygments' stylesheet (when Pygments is installed) would go into an inline <style>,
+        # which the CSP refuses; the page highlights its JSON with a static script anyway.
+        context["code_style"] = None
+        return context
+
     def get_rendered_html_form(self, data: Any, view: Any, method: str, request: Any) -> Any:
         return None
 
