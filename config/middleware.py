@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers
 
 from config import context
 
@@ -49,3 +50,20 @@ class RequestUserContextMiddleware:
         if user is not None and user.is_authenticated:
             context.update(user=user.get_username())
         return self.get_response(request)
+
+
+class SignedInPagesNotCachedMiddleware:
+    """Nothing answered to a signed-in person is stored by the browser or a proxy (unless the
+    view set its own Cache-Control): credential metadata, members and the audit trail must not
+    come back from a cache, or from the back button, after sign-out. The API answers no-store
+    itself (token requests are not signed in here)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and not response.has_header("Cache-Control"):
+            add_never_cache_headers(response)
+        return response
