@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 from django.conf import settings
@@ -62,6 +62,17 @@ def validate_config(config: object) -> dict[str, Any]:
             errors["config.url"] = ["Must be an absolute http:// or https:// URL."]
         elif parts.username or parts.password:
             errors["config.url"] = ["Credentials do not belong in the URL: bind a credential."]
+        elif sensitive_params := sorted(
+            {
+                k
+                for k, _ in parse_qsl(parts.query, keep_blank_values=True)
+                if redaction.is_sensitive_key(k)
+            }
+        ):
+            errors["config.url"] = [
+                f"Query parameter {', '.join(sensitive_params)} carries a secret: store it as a "
+                f"credential and bind it (placement query) instead."
+            ]
     headers = config.get("headers", {})
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()

@@ -58,6 +58,8 @@ def test_create_and_read_an_agent_with_a_binding(personas, api_for, credential, 
     [
         ({"url": "ftp://example.com"}, "config.url"),
         ({"url": "https://user:pw@example.com/"}, "config.url"),
+        ({"url": "https://example.com/v1?api_key=CANARY-inline"}, "config.url"),
+        ({"url": "https://example.com/v1?page=2&access_token=CANARY-inline"}, "config.url"),
         (
             {"url": "https://example.com", "headers": {"X-Api-Key": "CANARY-inline"}},
             "config.headers",
