@@ -309,6 +309,17 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
             try:
                 if agent.org_id != run.org_id:
                     raise CredentialUnavailableError("the agent is not in the run's organisation")
+                # Not joined above: PostgreSQL refuses FOR UPDATE across the nullable join.
+                if (
+                    run.queued_by_token_id is not None
+                    and AgentToken.objects.filter(
+                        pk=run.queued_by_token_id, revoked_at__isnull=False
+                    ).exists()
+                ):
+                    # Revoking a token is how a leak is contained: what it queued does not run.
+                    raise CredentialUnavailableError(
+                        "the agent token that queued this run was revoked"
+                    )
                 plaintexts = credentials_decrypt_for_job(
                     org_id=run.org_id,
                     credential_ids=[b.credential_id for b in bindings],

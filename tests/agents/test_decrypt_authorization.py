@@ -8,9 +8,17 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from rest_framework.test import APIClient
 
 from agents.models import Agent, AgentRun, RunStatus
-from agents.services import BindingSpec, agent_create, agent_grantee, agent_run_create
+from agents.services import (
+    BindingSpec,
+    agent_create,
+    agent_grantee,
+    agent_run_create,
+    agent_token_issue,
+    agent_token_revoke,
+)
 from audit.models import AuditEvent
 from credentials.models import Credential, CredentialStatus
 from credentials.services import credential_create, credential_revoke_grant
@@ -166,6 +174,33 @@ def test_a_binding_removed_while_the_run_waits_is_not_used(
     # The run goes ahead without the credential: the endpoint sees no Authorization header.
     assert run.status == RunStatus.FAILED  # the endpoint refuses a call without it
     assert [r.headers.get("Authorization") for r in endpoint.received] == [None]
+    assert not AuditEvent.objects.filter(
+        action="credential.decrypt", target_id=str(credential.id)
+    ).exists()
+
+
+def test_runs_queued_by_a_token_revoked_while_they_wait_do_not_run(
+    personas, celery_worker, endpoint, gated_endpoint, canary
+):
+    # Revoking a stolen token is the containment step: what it queued must not go ahead.
+    _, blocker = _bound_agent(personas, gated_endpoint.url, "blocker-secret", "blocker")
+    credential, agent = _bound_agent(personas, endpoint.url, canary, "token-queued")
+    token, plaintext = agent_token_issue(agent=agent, name="stolen", acting_user=personas.admin)
+
+    busy = agent_run_create(agent=blocker, acting_user=None)
+    assert gated_endpoint.reached.wait(timeout=30), "the worker never started the blocking run"
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    queued = client.post(f"/api/orgs/acme/agents/{agent.id}/runs/")
+    assert queued.status_code == 202
+    agent_token_revoke(token=token, acting_user=personas.admin)
+    gated_endpoint.gate.set()
+
+    assert celery_worker.wait_for_run(busy.id).status == RunStatus.SUCCEEDED
+    run = celery_worker.wait_for_run(queued.json()["id"])
+    assert run.status == RunStatus.FAILED
+    assert run.error == "the agent token that queued this run was revoked"
+    assert endpoint.received == []
     assert not AuditEvent.objects.filter(
         action="credential.decrypt", target_id=str(credential.id)
     ).exists()
