@@ -15,8 +15,6 @@ from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
-from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
 
 from agents.models import AgentToken
 from agents.selectors import agent_token_by_plaintext
@@ -27,44 +25,9 @@ from orgs.access import AgentPrincipal
 from orgs.models import PersonalToken, TokenState
 from orgs.selectors import personal_token_by_plaintext
 from orgs.services import api_token_mark_used
+from orgs.throttling import FailureThrottle
 
 FAILED = "Invalid or expired token."
-
-
-class TokenFailureThrottle(SimpleRateThrottle):
-    """DRF's rate throttle, counting failed token authentications only (per client address)."""
-
-    scope = "token_failure"
-    # Set by SimpleRateThrottle.__init__ from the rate; declared for the type checker.
-    num_requests: int | None
-    duration: int
-
-    def get_rate(self) -> str | None:
-        # Read at call time (SimpleRateThrottle reads a class attribute set at import), so a
-        # changed setting takes effect without a restart of the module.
-        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-        return str(rate) if rate is not None else None
-
-    def get_cache_key(self, request: Any, view: Any) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
-
-    def blocked_for(self, request: Request) -> float | None:
-        """Seconds to wait if the client has failed too often lately, else None."""
-        self.key = self.get_cache_key(request, None)
-        self.now = self.timer()
-        self.history = [t for t in self.cache.get(self.key, []) if t > self.now - self.duration]
-        if self.num_requests is not None and len(self.history) >= self.num_requests:
-            return self.wait()
-        return None
-
-    def record_failure(self) -> None:
-        self.history.insert(0, self.now)
-        self.cache.set(self.key, self.history, self.duration)
-
-    def first_block_in_window(self) -> bool:
-        # Audit the throttling once per window, not every refused guess (that would let a
-        # brute-forcer flood the audit trail).
-        return bool(self.cache.add(f"{self.key}:audited", True, self.duration))
 
 
 class VaultTokenAuthentication(BaseAuthentication):
@@ -72,7 +35,7 @@ class VaultTokenAuthentication(BaseAuthentication):
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != b"bearer":
             return None  # not ours: session authentication may still apply
-        throttle = TokenFailureThrottle()
+        throttle = FailureThrottle("token_failure")
         wait = throttle.blocked_for(request)
         if wait is not None:
             if throttle.first_block_in_window():

@@ -341,6 +341,23 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
         return _finish(run, ok=result.ok, output=result.output, error=result.error, actor=actor)
 
 
+def agent_run_fail(*, run_id: uuid.UUID | str, error: str) -> bool:
+    """Mark a run that is still queued or running failed (after an unexpected error in the
+    worker). True if it was; a run that already ended is left as it is."""
+    with transaction.atomic():
+        run = (
+            AgentRun.objects.select_for_update()
+            .select_related("agent", "org")
+            .filter(pk=run_id, status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+            .first()
+        )
+        if run is None:
+            return False
+        actor = Actor(ActorType.AGENT, str(run.agent_id), run.agent.name)
+        _finish(run, ok=False, output={}, error=error, actor=actor)
+    return True
+
+
 def _finish(run: AgentRun, *, ok: bool, output: dict[str, Any], error: str, actor: Actor) -> str:
     status = RunStatus.SUCCEEDED if ok else RunStatus.FAILED
     finished = timezone.now()

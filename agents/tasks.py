@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
-from agents.services import agent_run_execute
+from agents.services import agent_run_execute, agent_run_fail
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="agents.run_agent", acks_late=True, ignore_result=False)
 def run_agent(run_id: str) -> str:
-    return agent_run_execute(run_id=run_id)
+    try:
+        return agent_run_execute(run_id=run_id)
+    except Exception:
+        # A bug or an outage mid-run must not leave the run "queued" or "running" for ever:
+        # record it as failed (audited), then let Celery log and report the exception as
+        # usual. The task is not retried: a run may have called its target already.
+        logger.exception("agent run stopped on an unexpected error")
+        agent_run_fail(run_id=run_id, error="the run stopped on an internal error")
+        raise
 
 
 @shared_task(name="agents.ping")

@@ -243,6 +243,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         # Failed token authentications per client address (agents.authentication).
         "token_failure": env.str("API_TOKEN_FAILURE_RATE", default="20/min"),
+        # Failed sign-ins per client address (the login pages, orgs.views.throttle_sign_ins).
+        "login_failure": env.str("LOGIN_FAILURE_RATE", default="10/min"),
     },
     # Proxies in front of the web that append to X-Forwarded-For. DRF's default (None) takes
     # the header as the client wrote it, so a forged value per guess escaped the throttle.

@@ -23,6 +23,7 @@ from orgs.api import (
     PersonalTokenDetailApi,
     PersonalTokenListApi,
 )
+from orgs.views import throttle_sign_ins
 
 api = [
     path("orgs/", OrgListApi.as_view(), name="orgs"),
@@ -83,8 +84,11 @@ api = [
 
 urlpatterns = [
     path("api/", include((api, "api"))),
+    # Both sign-in pages count failures per address (before admin's own URLs, to take over
+    # its login page).
+    path("admin/login/", throttle_sign_ins(admin.site.login)),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", throttle_sign_ins(auth_views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("config.ui_urls")),
 ]

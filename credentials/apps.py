@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -9,9 +11,17 @@ class CredentialsConfig(AppConfig):
 
         from credentials import checks  # noqa: F401 - registers the system checks
         from credentials.crypto import KEYRING_SETTINGS, reset_keyring
+        from orgs.signals import membership_removed
 
         def _reset(*, setting: str, **kwargs: object) -> None:
             if setting in KEYRING_SETTINGS:
                 reset_keyring()
 
         setting_changed.connect(_reset, weak=False)
+        membership_removed.connect(_revoke_grants_of_former_member, weak=False)
+
+
+def _revoke_grants_of_former_member(*, org: Any, user: Any, actor: Any, **kwargs: Any) -> None:
+    from credentials.services import credential_grants_revoke_for_member
+
+    credential_grants_revoke_for_member(org=org, user=user, actor=actor)

@@ -405,6 +405,24 @@ def credential_revoke_grant(
     return bool(removed)
 
 
+def credential_grants_revoke_for_member(*, org: Organization, user: User, actor: Actor) -> int:
+    """Revoke every per-credential grant `user` holds in `org` (they left it). Audited."""
+    grants = CredentialUserObjectPermission.objects.filter(
+        user=user, content_object__org=org
+    ).select_related("content_object__org", "permission")
+    codenames = {codename: name for name, codename in GRANT_PERMISSIONS.items()}
+    revoked = 0
+    for grant in grants:
+        revoked += credential_revoke_grant(
+            credential=grant.content_object,
+            permission=codenames[grant.permission.codename],
+            grantee=Grantee.for_user(user),
+            acting_user=None,
+            actor=actor,
+        )
+    return revoked
+
+
 # --- decryption, in workers only --------------------------------------------------------------
 
 

@@ -29,6 +29,7 @@ from orgs.models import (
     Role,
 )
 from orgs.permissions import role_permissions
+from orgs.signals import membership_removed
 
 ONLY_OWNERS = "Only an owner can grant, change or remove the owner role."
 LAST_OWNER = "An organisation needs at least one owner: make someone else owner first."
@@ -251,6 +252,7 @@ def membership_remove(
         target=Target("user", str(user.pk), user.get_username()),
         metadata={"previous_role": role.value},
     )
+    membership_removed.send(sender=Membership, org=org, user=user, actor=_actor(acting_user, actor))
 
 
 def _lock_memberships(org: Organization) -> None:

@@ -16,20 +16,56 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from audit.models import ActorType, Outcome
+from audit.services import Actor, record_event
 from config import context as request_context
 from config.forms import add_service_errors
 from orgs import selectors, services
 from orgs.access import Access, access_for, record_denied_access
 from orgs.models import Role
 from orgs.permissions import RULES_BY_ACTION
+from orgs.throttling import FailureThrottle
 
 OrgView = Callable[..., HttpResponse]
+
+
+def throttle_sign_ins(
+    view: Callable[..., HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
+    """Wrap a login view: after `LOGIN_FAILURE_RATE` failed sign-ins from one address, the
+    next attempts get 429 before the password is even checked (the first of each window is
+    audited). A sign-in that fails re-renders the form (200); one that works redirects."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+        throttle = FailureThrottle("login_failure")
+        wait = throttle.blocked_for(request)
+        if wait is not None:
+            if throttle.first_block_in_window():
+                record_event(
+                    action="login.throttled",
+                    org=None,
+                    actor=Actor(ActorType.ANONYMOUS),
+                    outcome=Outcome.DENIED,
+                    metadata={"retry_after_seconds": round(wait)},
+                )
+            refused = render(request, "429.html", {"retry_after": max(1, round(wait))}, status=429)
+            refused["Retry-After"] = str(max(1, round(wait)))
+            return refused
+        response = view(request, *args, **kwargs)
+        if response.status_code == 200:
+            throttle.record_failure()
+        return response
+
+    return wrapper
 
 
 def org_view(action: str) -> Callable[[OrgView], OrgView]:

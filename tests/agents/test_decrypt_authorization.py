@@ -204,3 +204,24 @@ def test_runs_queued_by_a_token_revoked_while_they_wait_do_not_run(
     assert not AuditEvent.objects.filter(
         action="credential.decrypt", target_id=str(credential.id)
     ).exists()
+
+
+def test_an_unexpected_error_in_a_run_fails_it_instead_of_leaving_it_queued(
+    personas, celery_worker, endpoint, canary
+):
+    _, agent = _bound_agent(personas, endpoint.url, canary, "crasher")
+    # A config that validation would refuse, written behind its back: the HTTP library raises
+    # something no code path expects.
+    Agent.objects.filter(pk=agent.pk).update(
+        config={"method": "GET", "url": endpoint.url, "timeout": "soon"}
+    )
+
+    run = celery_worker.wait_for_run(agent_run_create(agent=agent, acting_user=None).id)
+
+    assert run.status == RunStatus.FAILED
+    assert run.error == "the run stopped on an internal error"
+    finish = AuditEvent.objects.get(action="agent_run.finish", target_id=str(run.id))
+    assert finish.outcome == "failure"
+    log = celery_worker.log_text()
+    assert "agent run stopped on an unexpected error" in log
+    assert canary not in log
