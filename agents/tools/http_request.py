@@ -8,6 +8,8 @@ Authorization.
 
 from __future__ import annotations
 
+import http.cookiejar
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,6 +103,31 @@ def validate_config(config: object) -> dict[str, Any]:
     return normalised
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """A target's cookies are never kept: they would ride along on the next run's call."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+_local = threading.local()
+
+
+def _session() -> requests.Session:
+    """One session per worker thread, for its connection pool (keep-alive, TLS reuse: a new
+    connection per call costs a TCP and TLS handshake). It holds no state a run could leave
+    for the next: no cookies, no auth, no default headers; each call brings its own."""
+    session: requests.Session | None = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.cookies.set_policy(_NoCookies())
+        _local.session = session
+    return session
+
+
 def run(config: dict[str, Any], injections: list[Injection]) -> ToolResult:
     headers = dict(config.get("headers", {}))
     params: dict[str, str] = {}
@@ -125,7 +152,7 @@ def run(config: dict[str, Any], injections: list[Injection]) -> ToolResult:
     margin = 3 * settings.CREDENTIAL_MAX_SECRET_BYTES
     started = time.monotonic()
     try:
-        with requests.request(
+        with _session().request(
             config.get("method", "GET"),
             config["url"],
             headers=headers,
