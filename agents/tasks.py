@@ -17,11 +17,12 @@ def run_agent(run_id: str) -> str:
         return agent_run_execute(run_id=run_id)
     except Exception:
         # A bug or an outage mid-run must not leave the run "queued" or "running" for ever:
-        # record it as failed (audited), then let Celery log and report the exception as
-        # usual. The task is not retried: a run may have called its target already.
+        # record it as failed (audited) and log the traceback through the redacting handlers.
+        # Not re-raised: Celery would store the exception's text in the result backend,
+        # which no redaction covers. Not retried either: the run may have called its target.
         logger.exception("agent run stopped on an unexpected error")
         agent_run_fail(run_id=run_id, error="the run stopped on an internal error")
-        raise
+        return "failed"
 
 
 @shared_task(name="agents.ping")

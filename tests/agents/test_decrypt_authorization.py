@@ -224,4 +224,7 @@ def test_an_unexpected_error_in_a_run_fails_it_instead_of_leaving_it_queued(
     assert finish.outcome == "failure"
     log = celery_worker.log_text()
     assert "agent run stopped on an unexpected error" in log
+    from celery.result import AsyncResult
+
+    assert AsyncResult(str(run.id)).get(timeout=10) == "failed"
     assert canary not in log
