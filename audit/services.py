@@ -2,6 +2,10 @@
 
 Call it inside the transaction of the change it records, so the event and the change commit
 or roll back together. requestId, jobId, ip and user agent come from the request/job context.
+
+Each event is appended to its org's hash chain (audit/chain.py): the chain head row is locked
+for the rest of the caller's transaction, so call this late in it. Chains of different orgs
+never wait on each other.
 """
 
 from __future__ import annotations
@@ -11,8 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
+from django.db import transaction
+from django.db.models import CharField
+from django.utils import timezone
 
-from audit.models import ActorType, AuditEvent, Outcome
+from audit.chain import GENESIS_HASH, canonical_metadata, chain_key, normalise_ip
+from audit.models import ActorType, AuditChainHead, AuditEvent, Outcome
 from config import context, metrics, redaction
 from orgs.models import Organization
 
@@ -42,6 +50,35 @@ class Target:
     label: str = ""
 
 
+# What is hashed must be exactly what the database keeps: PostgreSQL refuses an overlong
+# varchar and SQLite keeps it whole, so values are cut to the column's length for both.
+_MAX_LENGTHS: dict[str, int] = {
+    field.name: field.max_length
+    for field in AuditEvent._meta.concrete_fields
+    if isinstance(field, CharField) and field.max_length
+}
+
+
+def _fit(field: str, value: str) -> str:
+    return value[: _MAX_LENGTHS[field]]
+
+
+def _lock_chain_head(chain: str) -> tuple[int, str]:
+    """(sequence, hash) of the chain's newest event, with its head row locked until the
+    transaction ends. SQLite has no row locks; there the project's IMMEDIATE transactions
+    already serialise writers."""
+    heads = AuditChainHead.objects.select_for_update().filter(chain=chain)
+    head = heads.values_list("sequence", "hash").first()
+    if head is None:
+        # The chain's first event. Two first writers race to create the head: ON CONFLICT DO
+        # NOTHING lets the loser wait for the winner's row instead of failing.
+        AuditChainHead.objects.bulk_create(
+            [AuditChainHead(chain=chain, sequence=0, hash=GENESIS_HASH)], ignore_conflicts=True
+        )
+        head = heads.values_list("sequence", "hash").get()
+    return head
+
+
 def record_event(
     *,
     action: str,
@@ -52,28 +89,49 @@ def record_event(
     metadata: dict[str, Any] | None = None,
 ) -> AuditEvent:
     ctx = context.current()
-    event = AuditEvent.objects.create(
+    event = AuditEvent(
         org=org,
-        actor_type=actor.type,
-        actor_id=actor.id,
-        actor_label=actor.label[:200],
-        action=action,
-        target_type=target.type if target else "",
-        target_id=target.id if target else "",
-        target_label=(target.label if target else "")[:200],
-        outcome=outcome,
-        request_id=ctx.request_id or "",
-        job_id=ctx.job_id or "",
-        ip=ctx.ip,
-        user_agent=(ctx.user_agent or "")[:512],
-        metadata=redaction.redact(metadata or {}),
+        actor_type=_fit("actor_type", actor.type),
+        actor_id=_fit("actor_id", actor.id),
+        actor_label=_fit("actor_label", actor.label),
+        action=_fit("action", action),
+        target_type=_fit("target_type", target.type if target else ""),
+        target_id=_fit("target_id", target.id if target else ""),
+        target_label=_fit("target_label", target.label if target else ""),
+        outcome=_fit("outcome", outcome),
+        request_id=_fit("request_id", ctx.request_id or ""),
+        job_id=_fit("job_id", ctx.job_id or ""),
+        ip=normalise_ip(ctx.ip),
+        user_agent=_fit("user_agent", ctx.user_agent or ""),
+        metadata=canonical_metadata(redaction.redact(metadata or {})),
     )
+    chain = chain_key(org.pk if org is not None else None)
+    with transaction.atomic():
+        last_sequence, last_hash = _lock_chain_head(chain)
+        # Taken under the lock, so time never runs backwards along a chain.
+        event.occurred_at = timezone.now()
+        event.sequence = last_sequence + 1
+        event.prev_hash = last_hash
+        event.hash = event.compute_hash()
+        event.save(force_insert=True)
+        AuditChainHead.objects.filter(chain=chain).update(sequence=event.sequence, hash=event.hash)
     if outcome == Outcome.DENIED:
         metrics.observe_denied_access(action=action)
     logger.info(
         "audit %s %s",
         action,
         outcome,
-        extra={"audit": {"action": action, "outcome": outcome, "target_id": event.target_id}},
+        extra={
+            # The chain position and hash in the log stream are a copy of the trail outside
+            # the database: a rewrite of the table cannot rewrite log lines already shipped.
+            "audit": {
+                "action": action,
+                "outcome": outcome,
+                "target_id": event.target_id,
+                "chain": chain,
+                "sequence": event.sequence,
+                "hash": event.hash,
+            }
+        },
     )
     return event
