@@ -76,7 +76,7 @@ def audit_event_page(
         if not rows:
             return AuditPage(events=[], older=None, newer=None)
         oldest = rows[-1].sequence
-        older = oldest if events.filter(sequence__lt=oldest).exists() else None
+        older = oldest if _any_older(events, oldest) else None
         return AuditPage(events=rows, older=older, newer=rows[0].sequence if more_newer else None)
     page = events if before is None else events.filter(sequence__lt=before)
     rows = list(page[: size + 1])
@@ -85,6 +85,18 @@ def audit_event_page(
     if not rows:
         return AuditPage(events=[], older=None, newer=None)
     newer = None
-    if before is not None and events.filter(sequence__gt=rows[0].sequence).exists():
+    if before is not None and _any_newer(events, rows[0].sequence):
         newer = rows[0].sequence
     return AuditPage(events=rows, older=rows[-1].sequence if more_older else None, newer=newer)
+
+
+# Ordered on purpose: with ORDER BY sequence LIMIT 1 the planner walks the filter's index from
+# the cursor. A bare EXISTS lets it guess that a sequential scan finds a match soon, which on
+# a long trail can mean reading most of it (tests/audit/test_query_plans.py).
+def _any_older(events: QuerySet[AuditEvent], sequence: int) -> bool:
+    return events.filter(sequence__lt=sequence).values_list("sequence").first() is not None
+
+
+def _any_newer(events: QuerySet[AuditEvent], sequence: int) -> bool:
+    newer = events.filter(sequence__gt=sequence).order_by("sequence")
+    return newer.values_list("sequence").first() is not None
