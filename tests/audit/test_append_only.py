@@ -62,7 +62,7 @@ def test_audit_api_is_for_trail_readers_and_filters(personas, api_for):
     assert api_for(personas.outsider).get("/api/orgs/acme/audit/").status_code == 404
 
 
-def _raw(sql: str, params: list[object] | None = None) -> None:
+def _raw(sql: str, params: list[int] | None = None) -> None:
     # A savepoint, so the refused statement does not abort the test's transaction.
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params or [])

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.conf import settings
@@ -53,7 +54,6 @@ def test_concurrent_writers_in_processes_and_threads_keep_one_gapless_chain(pers
     org = personas.org
     processes = _start_writer_processes(str(org.id))
     start = threading.Barrier(THREADS + 1)
-    errors: list[BaseException] = []
 
     def write(number: int) -> None:
         try:
@@ -63,24 +63,20 @@ def test_concurrent_writers_in_processes_and_threads_keep_one_gapless_chain(pers
                 record_event(action="test.thread", org=org, actor=actor, metadata={"n": n})
                 # Another org's chain at the same time: it must not wait on this one.
                 record_event(action="test.thread", org=personas.other_org, actor=actor)
-        except BaseException as exc:
-            errors.append(exc)
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for process in processes:
-        assert process.stdin is not None
-        process.stdin.write("go\n")
-        process.stdin.flush()
-    start.wait(timeout=30)
-    for thread in threads:
-        thread.join(timeout=120)
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        futures = [pool.submit(write, number) for number in range(THREADS)]
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        start.wait(timeout=30)
+        for future in futures:
+            future.result(timeout=120)  # re-raises a writer's exception here
     outputs = [process.communicate(timeout=120) for process in processes]
 
-    assert errors == []
     assert [process.returncode for process in processes] == [0] * PROCESSES, outputs
     sequences = list(
         AuditEvent.objects.filter(org=org).order_by("sequence").values_list("sequence", flat=True)

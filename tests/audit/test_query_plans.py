@@ -95,7 +95,7 @@ def test_every_filter_combination_and_cursor_is_served_by_an_index(realistic_tra
                 else:
                     assert "audit_sequence_in_chain" in plan, where
                 checked += 1
-    assert checked >= 2**len(FILTERS) * 3
+    assert checked >= 2 ** len(FILTERS) * 3
 
 
 def test_a_page_deep_in_the_trail_reads_one_page_of_index_entries(realistic_trail):
