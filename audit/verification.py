@@ -20,14 +20,18 @@ the database (the log line of every event, an earlier `audit verify --json`) wit
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import queue
+import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import CharField, Func, QuerySet, TextField
+from django.db.models.functions import Cast
 
 from audit.chain import (
     FORMAT_VERSION,
@@ -36,6 +40,7 @@ from audit.chain import (
     TEXT_FIELDS,
     chain_key,
     digest,
+    format_time,
     load_metadata,
 )
 from audit.models import AuditChainHead, AuditEvent
@@ -48,7 +53,7 @@ BROKEN_LINK = "broken-link"
 HEAD_MISMATCH = "head-mismatch"
 ANCHOR_MISMATCH = "anchor-mismatch"
 
-CHUNK_SIZE = 5000
+CHUNK_SIZE = 10_000
 # How far ahead a broken link looks for the event it chains to (only on failure).
 LOOKAHEAD = 256
 
@@ -122,14 +127,95 @@ def _head(chain: str) -> tuple[int, str] | None:
     return AuditChainHead.objects.filter(chain=chain).values_list("sequence", "hash").first()
 
 
-def _stream(queryset: QuerySet[AuditEvent], chunk_size: int) -> Iterator[tuple[Any, ...]]:
+def chain_rows(
+    chain: str, *, up_to: int | None = None, chunk_size: int = CHUNK_SIZE
+) -> Generator[tuple[Any, ...], None, None]:
+    """A chain's rows in sequence order as the walk reads them (raw tuples, streamed).
+    bench/audit.py reads through this too, to measure reading apart from checking."""
+    events = _events_of(chain)
+    if up_to is not None:
+        events = events.filter(sequence__lte=up_to)
+    return _stream(events.order_by("sequence"), chunk_size)
+
+
+class _UtcTimeText(Func):
+    """occurred_at as audit.chain.format_time() writes it, formatted by PostgreSQL."""
+
+    template = "to_char(%(expressions)s AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    output_field = CharField()
+
+
+class _Host(Func):
+    function = "host"  # the address without a netmask; audit.chain normalises it further
+    output_field = CharField()
+
+
+# On PostgreSQL, three columns come as plain text: Django's loaders for timestamptz, jsonb and
+# inet are pure Python and were most of the cost of reading a chain. The values are the same
+# ones the ORM would give (time in the hash's own format, the address, the JSON text).
+_POSTGRESQL_TEXT = {
+    "occurred_at": lambda: _UtcTimeText("occurred_at"),
+    "ip": lambda: _Host("ip"),
+    "metadata": lambda: Cast("metadata", TextField()),
+}
+
+
+def _stream(
+    queryset: QuerySet[AuditEvent], chunk_size: int
+) -> Generator[tuple[Any, ...], None, None]:
     # Raw tuples through the ORM's own SQL (the same placeholders and value adaptation on both
     # databases) but without building model instances or running field converters.
-    sql, params = queryset.values_list(*_ROW_FIELDS).query.sql_with_params()
+    fields: tuple[str, ...] = _ROW_FIELDS
+    if connection.vendor == "postgresql":
+        queryset = queryset.annotate(
+            **{f"{name}_text": make() for name, make in _POSTGRESQL_TEXT.items()}
+        )
+        fields = tuple(f"{f}_text" if f in _POSTGRESQL_TEXT else f for f in _ROW_FIELDS)
+    sql, params = queryset.values_list(*fields).query.sql_with_params()
     with connection.chunked_cursor() as cursor:
         cursor.execute(sql, params)
-        while rows := cursor.fetchmany(chunk_size):
+        for rows in _read_ahead(cursor.fetchmany, chunk_size):
             yield from rows
+
+
+def _read_ahead(
+    fetch: Callable[[int], list[tuple[Any, ...]]], size: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Chunks of fetch(size) until an empty one, each fetched by a thread while the caller
+    checks the one before: the database's share of a walk (a third of it, and on another
+    core) then overlaps the hashing, since psycopg and sqlite3 release the GIL while they wait.
+    At most one chunk waits, so memory stays flat."""
+    ahead: queue.Queue[list[tuple[Any, ...]] | BaseException] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        while not stop.is_set():
+            chunk: list[tuple[Any, ...]] | BaseException
+            try:
+                chunk = fetch(size)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                chunk = exc
+            while not stop.is_set():
+                try:
+                    ahead.put(chunk, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+            if not chunk or isinstance(chunk, BaseException):
+                return
+
+    reader = threading.Thread(target=produce, name="audit-verify-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while chunk := ahead.get():
+            if isinstance(chunk, BaseException):
+                raise chunk
+            yield chunk
+    finally:
+        # The walk may stop early (a break): let the reader finish its fetch and go, before
+        # anything else uses the connection or the cursor is closed.
+        stop.set()
+        reader.join()
 
 
 def verify_chain(
@@ -137,13 +223,13 @@ def verify_chain(
 ) -> ChainReport:
     report = ChainReport(chain=chain)
     head = _head(chain)
-    events = _events_of(chain)
     if head is not None:
         report.head_sequence, report.head_hash = head
-        # Only up to the head as it is now: events appended during the walk are the next
-        # walk's, and every event up to this head has committed already.
-        events = events.filter(sequence__lte=head[0])
-    report.first_break, last = _walk(chain, events.order_by("sequence"), report, chunk_size)
+    # Only up to the head as it is now: events appended during the walk are the next walk's,
+    # and every event up to this head has committed already.
+    rows = chain_rows(chain, up_to=head[0] if head else None, chunk_size=chunk_size)
+    with contextlib.closing(rows):
+        report.first_break, last = _walk(chain, rows, report)
     if report.first_break is None:
         report.first_break = _check_head(chain, head, last)
     if report.first_break is None:
@@ -152,17 +238,19 @@ def verify_chain(
 
 
 def _walk(
-    chain: str, events: QuerySet[AuditEvent], report: ChainReport, chunk_size: int
+    chain: str, rows: Iterator[tuple[Any, ...]], report: ChainReport
 ) -> tuple[Break | None, tuple[int, int, str] | None]:
     """Returns the first break (or None) and (id, sequence, hash) of the last good event."""
     expected_sequence = 1
     previous_hash = GENESIS_HASH
     hash_before_previous = GENESIS_HASH
     previous: tuple[int, int, str] | None = None
-    for row in _stream(events, chunk_size):
+    for row in rows:
         event_id, hash_format, stored_hash, prev_hash, sequence, occurred_at = row[:6]
         ip, user_agent, metadata = row[-3:]
         report.events += 1
+        if not isinstance(occurred_at, str):
+            occurred_at = format_time(occurred_at)
         if sequence != expected_sequence:
             return _sequence_break(event_id, sequence, expected_sequence), previous
         try:
@@ -186,7 +274,7 @@ def _walk(
                     intact=computed == stored_hash,
                     previous=previous,
                     hash_before_previous=hash_before_previous,
-                    rehash=functools.partial(_hash_at, row, chain, metadata),
+                    rehash=functools.partial(_hash_at, row, chain, occurred_at, metadata),
                     stored_hash=stored_hash,
                 ),
                 previous,
@@ -198,9 +286,11 @@ def _walk(
     return None, previous
 
 
-def _hash_at(row: tuple[Any, ...], chain: str, metadata: Any, sequence: int) -> str:
+def _hash_at(
+    row: tuple[Any, ...], chain: str, occurred_at: str, metadata: Any, sequence: int
+) -> str:
     """The hash the row would have at another sequence number (diagnosis only)."""
-    return digest(row[3], chain, sequence, row[5], row[_TEXT], row[-3], row[-2], metadata)
+    return digest(row[3], chain, sequence, occurred_at, row[_TEXT], row[-3], row[-2], metadata)
 
 
 def _sequence_break(event_id: int, sequence: int, expected: int) -> Break:
