@@ -53,7 +53,7 @@ BROKEN_LINK = "broken-link"
 HEAD_MISMATCH = "head-mismatch"
 ANCHOR_MISMATCH = "anchor-mismatch"
 
-CHUNK_SIZE = 10_000
+CHUNK_SIZE = 2000
 # How far ahead a broken link looks for the event it chains to (only on failure).
 LOOKAHEAD = 256
 

@@ -19,7 +19,9 @@ def _rows(html: str) -> int:
     return len(re.findall(r"<tr>", body))
 
 
-def test_the_audit_page_filters_by_action_request_job_and_target(personas, browser_for, credential):
+def test_the_audit_page_filters_by_action_actor_request_job_and_target(
+    personas, browser_for, credential
+):
     with context.bound(request_id="req-audit-filter-1", job_id="job-1"):
         record_event(
             action="test.marker",
@@ -39,6 +41,8 @@ def test_the_audit_page_filters_by_action_request_job_and_target(personas, brows
             ("request_id", "req-audit-filter-1"),
             ("job_id", "job-1"),
             ("target_id", "target-1"),
+            ("actor_type", "system"),
+            ("actor_label", "system"),
         ]
     }
 
