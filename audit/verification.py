@@ -41,7 +41,8 @@ from audit.chain import (
     chain_key,
     digest,
     format_time,
-    load_metadata,
+    metadata_encoding,
+    stored_metadata_encoding,
 )
 from audit.models import AuditChainHead, AuditEvent
 
@@ -257,7 +258,9 @@ def _walk(
             if hash_format != FORMAT_VERSION:
                 raise ValueError(f"unknown hash format {hash_format!r}")
             if isinstance(metadata, str):
-                metadata = load_metadata(metadata)
+                metadata = stored_metadata_encoding(metadata)
+            else:
+                metadata = metadata_encoding(metadata)
             computed = digest(
                 prev_hash, chain, sequence, occurred_at, row[_TEXT], ip, user_agent, metadata
             )

@@ -341,7 +341,7 @@ def _load_chain(org_id: uuid.UUID, count: int) -> None:
     """COPY a chain of `count` events, hashed exactly as record_event would hash them."""
     from django.db import connection
 
-    from audit.chain import chain_key, digest, format_time
+    from audit.chain import chain_key, digest, format_time, metadata_encoding
 
     chain = chain_key(org_id)
     actions = ("credential.decrypt", "agent_run.queue", "agent_run.finish", "credential.create")
@@ -380,7 +380,14 @@ def _load_chain(org_id: uuid.UUID, count: int) -> None:
             user_agent = "" if worker else "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
             metadata = {"key_id": "local:v1", "kind": "api_key", "n": sequence % 1000}
             digest_value = digest(
-                prev_hash, chain, sequence, format_time(occurred_at), text, ip, user_agent, metadata
+                prev_hash,
+                chain,
+                sequence,
+                format_time(occurred_at),
+                text,
+                ip,
+                user_agent,
+                metadata_encoding(metadata),
             )
             copy.write_row(
                 (
