@@ -22,6 +22,7 @@ def test_the_whole_life_of_a_credential_is_one_verified_chain(
     personas, api_for, celery_worker, endpoint, canary
 ):
     api = api_for(personas.member)
+    setup = AuditEvent.objects.filter(org=personas.org).count()  # org created, members added
     created = api.post(f"{BASE}/credentials/", {"name": "billing", "secret": canary}, format="json")
     credential_id = created.json()["id"]
     api.patch(f"{BASE}/credentials/{credential_id}/", {"description": "d"}, format="json")
@@ -52,20 +53,23 @@ def test_the_whole_life_of_a_credential_is_one_verified_chain(
     api.delete(f"{BASE}/agents/{agent['id']}/")
     api.delete(f"{BASE}/credentials/{credential_id}/")
 
-    events = list(AuditEvent.objects.filter(org=personas.org).order_by("sequence"))
-    assert [(e.sequence, e.action, e.outcome) for e in events] == [
+    events = list(
+        AuditEvent.objects.filter(org=personas.org, sequence__gt=setup).order_by("sequence")
+    )
+    assert [(e.sequence - setup, e.action, e.outcome) for e in events] == [
         (1, "credential.create", "success"),
         (2, "credential.update", "success"),
         (3, "credential.replace", "success"),
-        (4, "agent.create", "success"),
-        (5, "agent_run.queue", "success"),
-        (6, "credential.decrypt", "success"),
-        (7, "agent_run.finish", "success"),
-        (8, "agent_run.queue", "success"),
-        (9, "credential.decrypt_failed", "failure"),
-        (10, "agent_run.finish", "failure"),
-        (11, "agent.delete", "success"),
-        (12, "credential.delete", "success"),
+        (4, "credential.grant", "success"),  # binding it to the agent grants the agent use
+        (5, "agent.create", "success"),
+        (6, "agent_run.queue", "success"),
+        (7, "credential.decrypt", "success"),
+        (8, "agent_run.finish", "success"),
+        (9, "agent_run.queue", "success"),
+        (10, "credential.decrypt_failed", "failure"),
+        (11, "agent_run.finish", "failure"),
+        (12, "agent.delete", "success"),
+        (13, "credential.delete", "success"),
     ]
     worker_written = [e for e in events if e.job_id]
     assert [e.job_id for e in worker_written] == [good["id"]] * 2 + [bad["id"]] * 2
@@ -75,5 +79,9 @@ def test_the_whole_life_of_a_credential_is_one_verified_chain(
     out = io.StringIO()
     call_command("audit", "verify", "--org", "acme", "--json", stdout=out)
     (chain,) = json.loads(out.getvalue())["chains"]
-    assert (chain["ok"], chain["events"], chain["head_hash"]) == (True, 12, events[-1].hash)
+    assert (chain["ok"], chain["events"], chain["head_hash"]) == (
+        True,
+        setup + 13,
+        events[-1].hash,
+    )
     assert canary not in json.dumps(list(AuditEvent.objects.values()), default=str)

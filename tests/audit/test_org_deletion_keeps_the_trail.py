@@ -26,8 +26,7 @@ def test_deleting_an_org_keeps_its_events_with_their_org_id_and_chain(personas, 
 
     after = list(AuditEvent.objects.filter(org_id=org_id).values_list("id", "hash"))
     assert after == before
-    assert len(after) == 2
     out = io.StringIO()
     call_command("audit", "verify", "--org", str(org_id), stdout=out)
-    assert f"deleted org ({chain_key(org_id)}): 2 events" in out.getvalue()
+    assert f"deleted org ({chain_key(org_id)}): {len(before)} events" in out.getvalue()
     assert "intact" in out.getvalue()

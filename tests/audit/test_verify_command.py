@@ -120,15 +120,18 @@ def _renumber(org_id: Any, *, from_sequence: int, by: int) -> None:
 
 
 def test_intact_chains_verify_and_the_command_exits_zero(trail):
+    acme_events = AuditEvent.objects.filter(org=trail[0].org_id).count()
+    system_events = AuditEvent.objects.filter(org__isnull=True).count()
+    chains = AuditChainHead.objects.count()
+
     result = verify()
 
     assert result.ok, result.error
-    assert "acme (" in result.out
-    assert "6 events" in result.out
+    assert f"acme ({chain_key(trail[0].org_id)}): {acme_events} events" in result.out
     assert "globex (" in result.out
-    assert "system: 1 events" in result.out
-    assert result.out.count(": intact") == 3
-    assert "3 chain(s), 13 events checked" in result.out
+    assert f"system: {system_events} events" in result.out
+    assert result.out.count(": intact") == chains
+    assert f"{chains} chain(s), {AuditEvent.objects.count()} events checked" in result.out
 
 
 def test_the_json_report_names_each_chain_and_its_head(trail):
@@ -137,7 +140,12 @@ def test_the_json_report_names_each_chain_and_its_head(trail):
     assert report["ok"] is True
     acme = next(c for c in report["chains"] if c["name"].startswith("acme"))
     assert acme["chain"] == chain_key(trail[0].org_id)
-    assert (acme["events"], acme["head_sequence"], acme["head_hash"]) == (6, 6, trail[-1].hash)
+    last = trail[-1].sequence  # the setup's own events come first
+    assert (acme["events"], acme["head_sequence"], acme["head_hash"]) == (
+        last,
+        last,
+        trail[-1].hash,
+    )
     assert acme["first_break"] is None
 
 
@@ -165,7 +173,11 @@ def test_an_altered_field_is_named_as_altered(trail, column):
 
     assert touched == 1
     found = first_break()
-    assert (found["reason"], found["sequence"], found["event_id"]) == ("altered", 3, victim.pk)
+    assert (found["reason"], found["sequence"], found["event_id"]) == (
+        "altered",
+        victim.sequence,
+        victim.pk,
+    )
 
 
 def test_a_deleted_event_is_named_as_missing(trail):
@@ -173,9 +185,9 @@ def test_a_deleted_event_is_named_as_missing(trail):
 
     found = first_break()
 
-    assert (found["reason"], found["sequence"]) == ("missing", 4)
+    assert (found["reason"], found["sequence"]) == ("missing", trail[3].sequence)
     assert found["event_id"] == trail[4].pk  # the event after the gap
-    assert "#4 is missing" in found["detail"]
+    assert f"#{trail[3].sequence} is missing" in found["detail"]
 
 
 def test_events_deleted_from_the_end_are_caught_by_the_chain_head(trail):
@@ -183,49 +195,64 @@ def test_events_deleted_from_the_end_are_caught_by_the_chain_head(trail):
 
     found = first_break()
 
-    assert (found["reason"], found["sequence"], found["event_id"]) == ("missing", 5, None)
-    assert "#5-#6 is missing" in found["detail"]
+    assert (found["reason"], found["sequence"], found["event_id"]) == (
+        "missing",
+        trail[4].sequence,
+        None,
+    )
+    assert f"#{trail[4].sequence}-#{trail[5].sequence} is missing" in found["detail"]
 
 
 def test_a_deletion_hidden_by_renumbering_is_named_as_missing(trail):
     execute("DELETE FROM audit_auditevent WHERE id = %s", [trail[1].pk])
-    _renumber(trail[0].org_id, from_sequence=3, by=-1)
-    AuditChainHead.objects.filter(chain=chain_key(trail[0].org_id)).update(sequence=5)
+    _renumber(trail[0].org_id, from_sequence=trail[2].sequence, by=-1)
+    head = AuditChainHead.objects.filter(chain=chain_key(trail[0].org_id))
+    head.update(sequence=trail[5].sequence - 1)
 
     found = first_break()
 
-    assert (found["reason"], found["sequence"], found["event_id"]) == ("missing", 2, trail[2].pk)
-    assert "it was event #3" in found["detail"]
+    assert (found["reason"], found["sequence"], found["event_id"]) == (
+        "missing",
+        trail[1].sequence,
+        trail[2].pk,
+    )
+    assert f"it was event #{trail[2].sequence}" in found["detail"]
 
 
 def test_an_event_added_after_the_head_is_named_as_inserted(trail):
     insert_copy(trail[5].pk, sequence="sequence + 1", hash="'forged'")
-    forged = AuditEvent.objects.get(org=trail[0].org, sequence=7)
+    forged = AuditEvent.objects.get(org=trail[0].org, sequence=trail[5].sequence + 1)
 
     found = first_break()
 
-    assert (found["reason"], found["sequence"], found["event_id"]) == ("inserted", 7, forged.pk)
+    assert (found["reason"], found["sequence"], found["event_id"]) == (
+        "inserted",
+        forged.sequence,
+        forged.pk,
+    )
 
 
 def test_an_event_inserted_in_the_middle_is_named_as_inserted(trail):
-    _renumber(trail[0].org_id, from_sequence=3, by=1)
-    insert_copy(trail[1].pk, sequence="3", hash="'forged'")
-    forged = AuditEvent.objects.get(org=trail[0].org, sequence=3)
+    at = trail[2].sequence
+    _renumber(trail[0].org_id, from_sequence=at, by=1)
+    insert_copy(trail[1].pk, sequence=str(at), hash="'forged'")
+    forged = AuditEvent.objects.get(org=trail[0].org, sequence=at)
 
     found = first_break()
 
-    assert (found["reason"], found["sequence"], found["event_id"]) == ("inserted", 3, forged.pk)
+    assert (found["reason"], found["sequence"], found["event_id"]) == ("inserted", at, forged.pk)
 
 
 def test_an_insertion_with_a_correctly_computed_hash_is_still_named(trail):
     """The attacker knows the format: the forged event links and hashes correctly, but the
     event after it still chains to the one before it."""
-    _renumber(trail[0].org_id, from_sequence=3, by=1)
+    at = trail[2].sequence
+    _renumber(trail[0].org_id, from_sequence=at, by=1)
     model = trail[1]
     forged_hash = event_hash(
         prev_hash=model.hash,
         chain=chain_key(model.org_id),
-        sequence=3,
+        sequence=at,
         occurred_at=model.occurred_at,
         actor_type=model.actor_type,
         actor_id=model.actor_id,
@@ -243,27 +270,32 @@ def test_an_insertion_with_a_correctly_computed_hash_is_still_named(trail):
     )
     insert_copy(
         model.pk,
-        sequence="3",
+        sequence=str(at),
         action="'credential.view'",
         prev_hash="hash",
         hash=f"'{forged_hash}'",
     )
-    forged = AuditEvent.objects.get(org=model.org, sequence=3)
+    forged = AuditEvent.objects.get(org=model.org, sequence=at)
     assert forged.compute_hash() == forged.hash
 
     found = first_break()
 
-    assert (found["reason"], found["sequence"], found["event_id"]) == ("inserted", 3, forged.pk)
+    assert (found["reason"], found["sequence"], found["event_id"]) == ("inserted", at, forged.pk)
 
 
 def test_two_events_swapped_are_named_as_reordered(trail):
-    execute("UPDATE audit_auditevent SET sequence = -1 WHERE id = %s", [trail[2].pk])
-    execute("UPDATE audit_auditevent SET sequence = 3 WHERE id = %s", [trail[3].pk])
-    execute("UPDATE audit_auditevent SET sequence = 4 WHERE id = %s", [trail[2].pk])
+    third, fourth = trail[2], trail[3]
+    execute("UPDATE audit_auditevent SET sequence = -1 WHERE id = %s", [third.pk])
+    execute("UPDATE audit_auditevent SET sequence = %s WHERE id = %s", [third.sequence, fourth.pk])
+    execute("UPDATE audit_auditevent SET sequence = %s WHERE id = %s", [fourth.sequence, third.pk])
 
     found = first_break()
 
-    assert (found["reason"], found["sequence"], found["event_id"]) == ("reordered", 3, trail[3].pk)
+    assert (found["reason"], found["sequence"], found["event_id"]) == (
+        "reordered",
+        third.sequence,
+        fourth.pk,
+    )
 
 
 def test_an_event_rewritten_with_a_recomputed_hash_breaks_the_next_link(trail):
@@ -278,10 +310,10 @@ def test_an_event_rewritten_with_a_recomputed_hash_breaks_the_next_link(trail):
 
     assert (found["reason"], found["sequence"], found["event_id"]) == (
         "broken-link",
-        4,
+        trail[3].sequence,
         trail[3].pk,
     )
-    assert "does not chain to #3" in found["detail"]
+    assert f"does not chain to #{trail[2].sequence}" in found["detail"]
 
 
 def test_a_removed_chain_head_is_reported(trail):
@@ -313,7 +345,7 @@ def test_a_chain_rewritten_consistently_is_caught_by_an_anchor_kept_elsewhere(tr
 
     assert (found["reason"], found["sequence"], found["event_id"]) == (
         "anchor-mismatch",
-        4,
+        trail[3].sequence,
         trail[3].pk,
     )
 
@@ -323,18 +355,20 @@ def test_the_text_report_names_the_first_broken_event_and_exits_non_zero(trail):
 
     result = verify()
 
+    chains = AuditChainHead.objects.count()
     assert not result.ok
-    assert f"BROKEN at #2 (event id {trail[1].pk}): altered" in result.out
-    assert "1 of 3 audit chain(s) broken: acme" in result.error
-    assert result.out.count(": intact") == 2  # the other chains are still checked
+    assert f"BROKEN at #{trail[1].sequence} (event id {trail[1].pk}): altered" in result.out
+    assert f"1 of {chains} audit chain(s) broken: acme" in result.error
+    assert result.out.count(": intact") == chains - 1  # the other chains are still checked
 
 
 def test_a_deleted_orgs_trail_is_still_verified_by_its_id(trail, personas):
     org_id = personas.org.id
+    events = AuditEvent.objects.filter(org_id=org_id).count()
     personas.org.delete()
 
     assert verify("--org", str(org_id)).ok
-    assert f"deleted org ({org_id}): 6 events" in verify().out
+    assert f"deleted org ({org_id}): {events} events" in verify().out
 
 
 def test_bad_arguments_are_refused_with_a_clear_error(trail):
