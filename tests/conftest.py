@@ -86,8 +86,14 @@ def _audit_trail_emptied_before_flush(request: pytest.FixtureRequest) -> Iterato
     its owner could (tests/audit/tamper.py). Set up after the database fixture, so this runs
     before its flush."""
     marker = request.node.get_closest_marker("django_db")
-    transactional = "transactional_db" in request.fixturenames or bool(
-        marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    # pytest-django's own rule for a transactional test (its _django_db_helper).
+    transactional = bool({"transactional_db", "live_server"} & set(request.fixturenames)) or bool(
+        marker
+        and (
+            marker.kwargs.get("transaction")
+            or marker.kwargs.get("reset_sequences")
+            or (marker.args and marker.args[0])
+        )
     )
     if not transactional:
         yield
