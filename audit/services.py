@@ -110,7 +110,7 @@ def record_event(
     # either, and a savepoint would cost two round trips on every event.
     with transaction.atomic(savepoint=False):
         last_sequence, last_hash = _lock_chain_head(chain)
-        # Taken under the lock, so time never runs backwards along a chain.
+        # Taken under the lock: on one clock, time follows the sequence along a chain.
         event.occurred_at = timezone.now()
         event.sequence = last_sequence + 1
         event.prev_hash = last_hash
@@ -119,21 +119,18 @@ def record_event(
         AuditChainHead.objects.filter(chain=chain).update(sequence=event.sequence, hash=event.hash)
     if outcome == Outcome.DENIED:
         metrics.observe_denied_access(action=action)
-    logger.info(
-        "audit %s %s",
-        action,
-        outcome,
-        extra={
-            # The chain position and hash in the log stream are a copy of the trail outside
-            # the database: a rewrite of the table cannot rewrite log lines already shipped.
-            "audit": {
-                "action": action,
-                "outcome": outcome,
-                "target_id": event.target_id,
-                "chain": chain,
-                "sequence": event.sequence,
-                "hash": event.hash,
-            }
-        },
+    # Logged once the event has committed: the line carries the chain position and hash, a
+    # copy of the trail outside the database (an anchor for `audit verify --anchor`), so it
+    # must never name an event that was rolled back and whose number another event then took.
+    line = {
+        "action": action,
+        "outcome": outcome,
+        "target_id": event.target_id,
+        "chain": chain,
+        "sequence": event.sequence,
+        "hash": event.hash,
+    }
+    transaction.on_commit(
+        lambda: logger.info("audit %s %s", action, outcome, extra={"audit": line}), robust=True
     )
     return event
