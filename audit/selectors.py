@@ -2,7 +2,7 @@
 
 Pages are keyed on the chain's sequence number (unique and ordered within an org), never on an
 offset or a count: a page costs the same on the millionth event as on the first, on an index
-that starts (org, filter column) and ends with sequence (audit/models.py).
+(filter column, org, sequence) (audit/models.py).
 """
 
 from __future__ import annotations

@@ -57,14 +57,13 @@ class Migration(migrations.Migration):
                 ("hash", models.CharField(default="0000000000000000000000000000000000000000000000000000000000000000", max_length=64)),
             ],
         ),
-        migrations.RemoveIndex(model_name="auditevent", name="audit_org_time"),
         migrations.RemoveIndex(model_name="auditevent", name="audit_org_action_time"),
         migrations.RemoveIndex(model_name="auditevent", name="audit_org_target"),
         migrations.AlterModelOptions(name="auditevent", options={"ordering": ["-id"]}),
         migrations.AlterField(
             model_name="auditevent",
             name="occurred_at",
-            field=models.DateTimeField(default=django.utils.timezone.now),
+            field=models.DateTimeField(db_index=True, default=django.utils.timezone.now),
         ),
         migrations.AlterField(
             model_name="auditevent",
@@ -115,30 +114,30 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="auditevent",
-            index=models.Index(fields=["org", "action", "sequence"], name="audit_org_action"),
+            index=models.Index(fields=["action", "org", "sequence"], name="audit_action"),
         ),
         migrations.AddIndex(
             model_name="auditevent",
-            index=models.Index(fields=["org", "actor_type", "sequence"], name="audit_org_actor_type"),
+            index=models.Index(fields=["actor_type", "org", "sequence"], name="audit_actor_type"),
         ),
         migrations.AddIndex(
             model_name="auditevent",
-            index=models.Index(fields=["org", "actor_id", "sequence"], name="audit_org_actor_id"),
+            index=models.Index(fields=["actor_id", "org", "sequence"], name="audit_actor_id"),
         ),
         migrations.AddIndex(
             model_name="auditevent",
-            index=models.Index(fields=["org", "actor_label", "sequence"], name="audit_org_actor_label"),
+            index=models.Index(fields=["actor_label", "org", "sequence"], name="audit_actor_label"),
         ),
         migrations.AddIndex(
             model_name="auditevent",
-            index=models.Index(fields=["org", "target_id", "sequence"], name="audit_org_target"),
+            index=models.Index(fields=["target_id", "org", "sequence"], name="audit_target"),
         ),
         migrations.AddIndex(
             model_name="auditevent",
-            index=models.Index(fields=["org", "request_id", "sequence"], name="audit_org_request"),
+            index=models.Index(fields=["request_id", "org", "sequence"], name="audit_request"),
         ),
         migrations.AddIndex(
             model_name="auditevent",
-            index=models.Index(fields=["org", "job_id", "sequence"], name="audit_org_job"),
+            index=models.Index(fields=["job_id", "org", "sequence"], name="audit_job"),
         ),
     ]
