@@ -10,6 +10,7 @@ never wait on each other.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -130,7 +131,10 @@ def record_event(
         "sequence": event.sequence,
         "hash": event.hash,
     }
+    # With the context of the change (requestId, jobId, user), whenever the commit comes.
+    bound = contextvars.copy_context()
     transaction.on_commit(
-        lambda: logger.info("audit %s %s", action, outcome, extra={"audit": line}), robust=True
+        lambda: bound.run(logger.info, "audit %s %s", action, outcome, extra={"audit": line}),
+        robust=True,
     )
     return event
