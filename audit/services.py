@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import CharField
 from django.utils import timezone
 
@@ -64,10 +64,26 @@ def _fit(field: str, value: str) -> str:
     return value[: _MAX_LENGTHS[field]]
 
 
+def _check_deferred_constraints() -> None:
+    """Run the foreign-key checks PostgreSQL would run at commit now, before the head lock.
+
+    Django's foreign keys are DEFERRABLE INITIALLY DEFERRED: a row inserted by the change
+    (a run referencing its agent) is checked at commit, and the check waits for anyone who
+    holds the referenced row FOR UPDATE. Were that after the head lock, a holder of the row
+    who records an event next would wait for the head while the head's holder waits for the
+    row: a deadlock. Checked here, the change waits for the row before it takes the head
+    (tests/audit/test_chain_lock_order.py). Deferred checking resumes for the rest of the
+    transaction."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
+
+
 def _lock_chain_head(chain: str) -> tuple[int, str]:
     """(sequence, hash) of the chain's newest event, with its head row locked until the
     transaction ends. SQLite has no row locks; there the project's IMMEDIATE transactions
     already serialise writers."""
+    _check_deferred_constraints()
     heads = AuditChainHead.objects.select_for_update().filter(chain=chain)
     head = heads.values_list("sequence", "hash").first()
     if head is None:
