@@ -24,6 +24,12 @@ and after (bench/run_latency.py explains that). Timing belongs here, never in te
 
 from __future__ import annotations
 
+import sys
+
+# `python bench/<script>.py` puts bench/ first on sys.path, where this file would shadow the
+# `audit` app (and bench/logging.py the standard library's logging).
+sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("/bench")]
+
 import argparse
 import datetime as dt
 import json
@@ -32,7 +38,6 @@ import platform
 import secrets
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -41,14 +46,9 @@ from pathlib import Path
 from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-# Run as a script, Python puts bench/ first on the path, where this file would shadow the
-# `audit` app: put the project there instead.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(BASE_DIR)
-elif str(BASE_DIR) not in sys.path:
-    sys.path.insert(0, str(BASE_DIR))
+sys.path.insert(0, str(BASE_DIR))
 
-from bench.run_latency import (  # noqa: E402 - needs the project on sys.path
+from bench.run_latency import (
     _INHERITED_BUT_OURS,
     BenchError,
     _create_database,
