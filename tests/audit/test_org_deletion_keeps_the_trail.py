@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from audit.chain import chain_key
@@ -30,3 +31,15 @@ def test_deleting_an_org_keeps_its_events_with_their_org_id_and_chain(personas, 
     call_command("audit", "verify", "--org", str(org_id), stdout=out)
     assert f"deleted org ({chain_key(org_id)}): {len(before)} events" in out.getvalue()
     assert "intact" in out.getvalue()
+
+
+def test_the_admin_still_lists_a_deleted_orgs_events(personas, client):
+    record_event(action="test.before_delete", org=personas.org, actor=SYSTEM)
+    personas.org.delete()
+    operator = User.objects.create_superuser(username="operator", password="pw-operator-1")
+    client.force_login(operator)
+
+    response = client.get("/admin/audit/auditevent/")
+
+    assert response.status_code == 200
+    assert "test.before_delete" in response.content.decode()
