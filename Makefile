@@ -6,7 +6,7 @@ WEB_HOST ?= 127.0.0.1
 WEB_PORT ?= 8000
 export WEB_HOST WEB_PORT
 
-.PHONY: run test install demo lint typecheck check bench clean
+.PHONY: run test install demo lint typecheck check bench bench-audit clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=python3"; exit 1; }
@@ -54,6 +54,9 @@ check: lint typecheck test
 bench: install
 	$(BIN)/python bench/run_latency.py
 	$(BIN)/python bench/logging.py
+
+bench-audit: install
+	$(BIN)/python bench/audit.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

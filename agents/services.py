@@ -230,15 +230,17 @@ def agent_update(
 
 @transaction.atomic
 def agent_delete(*, agent: Agent, acting_user: User | None) -> None:
+    target = _agent_target(agent)
+    principal = agent.principal
+    # Record last (see credentials.services.credential_delete).
+    agent.delete()
+    principal.delete()  # its credential grants go with it
     record_event(
         action="agent.delete",
         org=agent.org,
         actor=Actor.for_user(acting_user),
-        target=_agent_target(agent),
+        target=target,
     )
-    principal = agent.principal
-    agent.delete()
-    principal.delete()  # its credential grants go with it
 
 
 @transaction.atomic

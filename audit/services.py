@@ -2,17 +2,26 @@
 
 Call it inside the transaction of the change it records, so the event and the change commit
 or roll back together. requestId, jobId, ip and user agent come from the request/job context.
+
+Each event is appended to its org's hash chain (audit/chain.py): the chain head row is locked
+for the rest of the caller's transaction, so call this late in it. Chains of different orgs
+never wait on each other.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser, User
+from django.db import connection, transaction
+from django.db.models import CharField
+from django.utils import timezone
 
-from audit.models import ActorType, AuditEvent, Outcome
+from audit.chain import GENESIS_HASH, canonical_metadata, chain_key, normalise_ip
+from audit.models import ActorType, AuditChainHead, AuditEvent, Outcome
 from config import context, metrics, redaction
 from orgs.models import Organization
 
@@ -42,6 +51,51 @@ class Target:
     label: str = ""
 
 
+# What is hashed must be exactly what the database keeps: PostgreSQL refuses an overlong
+# varchar and SQLite keeps it whole, so values are cut to the column's length for both.
+_MAX_LENGTHS: dict[str, int] = {
+    field.name: field.max_length
+    for field in AuditEvent._meta.concrete_fields
+    if isinstance(field, CharField) and field.max_length
+}
+
+
+def _fit(field: str, value: str) -> str:
+    return value[: _MAX_LENGTHS[field]]
+
+
+def _check_deferred_constraints() -> None:
+    """Run the foreign-key checks PostgreSQL would run at commit now, before the head lock.
+
+    Django's foreign keys are DEFERRABLE INITIALLY DEFERRED: a row inserted by the change
+    (a run referencing its agent) is checked at commit, and the check waits for anyone who
+    holds the referenced row FOR UPDATE. Were that after the head lock, a holder of the row
+    who records an event next would wait for the head while the head's holder waits for the
+    row: a deadlock. Checked here, the change waits for the row before it takes the head
+    (tests/audit/test_chain_lock_order.py). Deferred checking resumes for the rest of the
+    transaction."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
+
+
+def _lock_chain_head(chain: str) -> tuple[int, str]:
+    """(sequence, hash) of the chain's newest event, with its head row locked until the
+    transaction ends. SQLite has no row locks; there the project's IMMEDIATE transactions
+    already serialise writers."""
+    _check_deferred_constraints()
+    heads = AuditChainHead.objects.select_for_update().filter(chain=chain)
+    head = heads.values_list("sequence", "hash").first()
+    if head is None:
+        # The chain's first event. Two first writers race to create the head: ON CONFLICT DO
+        # NOTHING lets the loser wait for the winner's row instead of failing.
+        AuditChainHead.objects.bulk_create(
+            [AuditChainHead(chain=chain, sequence=0, hash=GENESIS_HASH)], ignore_conflicts=True
+        )
+        head = heads.values_list("sequence", "hash").get()
+    return head
+
+
 def record_event(
     *,
     action: str,
@@ -52,28 +106,51 @@ def record_event(
     metadata: dict[str, Any] | None = None,
 ) -> AuditEvent:
     ctx = context.current()
-    event = AuditEvent.objects.create(
+    event = AuditEvent(
         org=org,
-        actor_type=actor.type,
-        actor_id=actor.id,
-        actor_label=actor.label[:200],
-        action=action,
-        target_type=target.type if target else "",
-        target_id=target.id if target else "",
-        target_label=(target.label if target else "")[:200],
-        outcome=outcome,
-        request_id=ctx.request_id or "",
-        job_id=ctx.job_id or "",
-        ip=ctx.ip,
-        user_agent=(ctx.user_agent or "")[:512],
-        metadata=redaction.redact(metadata or {}),
+        actor_type=_fit("actor_type", actor.type),
+        actor_id=_fit("actor_id", actor.id),
+        actor_label=_fit("actor_label", actor.label),
+        action=_fit("action", action),
+        target_type=_fit("target_type", target.type if target else ""),
+        target_id=_fit("target_id", target.id if target else ""),
+        target_label=_fit("target_label", target.label if target else ""),
+        outcome=_fit("outcome", outcome),
+        request_id=_fit("request_id", ctx.request_id or ""),
+        job_id=_fit("job_id", ctx.job_id or ""),
+        ip=normalise_ip(ctx.ip),
+        user_agent=_fit("user_agent", ctx.user_agent or ""),
+        metadata=canonical_metadata(redaction.redact(metadata or {})),
     )
+    chain = chain_key(org.pk if org is not None else None)
+    # No savepoint: if the event cannot be written, the change it records must not commit
+    # either, and a savepoint would cost two round trips on every event.
+    with transaction.atomic(savepoint=False):
+        last_sequence, last_hash = _lock_chain_head(chain)
+        # Taken under the lock: on one clock, time follows the sequence along a chain.
+        event.occurred_at = timezone.now()
+        event.sequence = last_sequence + 1
+        event.prev_hash = last_hash
+        event.hash = event.compute_hash()
+        event.save(force_insert=True)
+        AuditChainHead.objects.filter(chain=chain).update(sequence=event.sequence, hash=event.hash)
     if outcome == Outcome.DENIED:
         metrics.observe_denied_access(action=action)
-    logger.info(
-        "audit %s %s",
-        action,
-        outcome,
-        extra={"audit": {"action": action, "outcome": outcome, "target_id": event.target_id}},
+    # Logged once the event has committed: the line carries the chain position and hash, a
+    # copy of the trail outside the database (an anchor for `audit verify --anchor`), so it
+    # must never name an event that was rolled back and whose number another event then took.
+    line = {
+        "action": action,
+        "outcome": outcome,
+        "target_id": event.target_id,
+        "chain": chain,
+        "sequence": event.sequence,
+        "hash": event.hash,
+    }
+    # With the context of the change (requestId, jobId, user), whenever the commit comes.
+    bound = contextvars.copy_context()
+    transaction.on_commit(
+        lambda: bound.run(logger.info, "audit %s %s", action, outcome, extra={"audit": line}),
+        robust=True,
     )
     return event

@@ -249,14 +249,17 @@ def _store_replaced_secret(
 
 @transaction.atomic
 def credential_delete(*, credential: Credential, acting_user: User | None) -> None:
+    target = _target(credential)
+    # Delete first, record last: the event takes the org's chain lock, which is held to the
+    # commit, so it must come after every other row this transaction waits for.
+    Credential.objects.filter(pk=credential.pk).delete()
     record_event(
         action="credential.delete",
         org=credential.org,
         actor=Actor.for_user(acting_user),
-        target=_target(credential),
+        target=target,
         metadata={"key_id": credential.key_id},
     )
-    Credential.objects.filter(pk=credential.pk).delete()
 
 
 def credentials_mark_compromised(

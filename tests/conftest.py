@@ -79,6 +79,32 @@ def _test_keys_and_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield celery_env
 
 
+@pytest.fixture(autouse=True)
+def _audit_trail_emptied_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Transactional tests end with Django's flush, a TRUNCATE of every table; on PostgreSQL
+    the audit table's trigger refuses that while it holds events, so empty it first the way
+    its owner could (tests/audit/tamper.py). Set up after the database fixture, so this runs
+    before its flush."""
+    marker = request.node.get_closest_marker("django_db")
+    # pytest-django's own rule for a transactional test (its _django_db_helper).
+    transactional = bool({"transactional_db", "live_server"} & set(request.fixturenames)) or bool(
+        marker
+        and (
+            marker.kwargs.get("transaction")
+            or marker.kwargs.get("reset_sequences")
+            or (marker.args and marker.args[0])
+        )
+    )
+    if not transactional:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    yield
+    from tests.audit.tamper import empty_audit_trail
+
+    empty_audit_trail()
+
+
 # --- personas ----------------------------------------------------------------------------
 
 

@@ -128,7 +128,8 @@ def test_runs_are_queued_by_id_and_read_within_the_org(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         queued = client.post(f"{BASE}{agent['id']}/runs/")
     assert queued.status_code == 202
-    assert len(callbacks) == 1  # the task is sent only once the transaction commits
+    # The task is sent (and the audit event logged) only once the transaction commits.
+    assert len(callbacks) == 2
     run_id = queued.json()["id"]
     assert client.get(f"/api/orgs/acme/runs/{run_id}/").json()["status"] == "queued"
     listed = client.get(f"{BASE}{agent['id']}/runs/").json()

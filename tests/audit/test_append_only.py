@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from django.db import DatabaseError, connection, transaction
 
 from audit.models import ActorType, AuditEvent
 from audit.services import SYSTEM, Actor, Target, record_event
 from config import context
+from tests.audit.tamper import postgresql_only
 
 pytestmark = pytest.mark.django_db
 
@@ -58,3 +60,38 @@ def test_audit_api_is_for_trail_readers_and_filters(personas, api_for):
     assert [e["action"] for e in filtered["results"]] == ["a.two"]
     assert api_for(personas.member).get("/api/orgs/acme/audit/").status_code == 403
     assert api_for(personas.outsider).get("/api/orgs/acme/audit/").status_code == 404
+
+
+def _raw(sql: str, params: list[int] | None = None) -> None:
+    # A savepoint, so the refused statement does not abort the test's transaction.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params or [])
+
+
+@postgresql_only
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE audit_auditevent SET action = 'y' WHERE id = %s",
+        "UPDATE audit_auditevent SET org_id = NULL WHERE id = %s",
+        "DELETE FROM audit_auditevent WHERE id = %s",
+        "DELETE FROM audit_auditevent WHERE id <> %s",  # matches no row: refused all the same
+        "TRUNCATE audit_auditevent",
+    ],
+)
+def test_postgresql_refuses_raw_updates_deletes_and_truncate(personas, sql):
+    event = record_event(action="x", org=personas.org, actor=SYSTEM)
+    before = list(AuditEvent.objects.order_by("id").values_list("id", "org_id", "action", "hash"))
+
+    with pytest.raises(DatabaseError, match="audit events are append-only"):
+        _raw(sql, [event.pk] if "%s" in sql else [])
+
+    after = list(AuditEvent.objects.order_by("id").values_list("id", "org_id", "action", "hash"))
+    assert after == before
+
+
+@postgresql_only
+def test_the_trigger_does_not_stand_in_the_way_of_appending(personas):
+    for _ in range(3):
+        record_event(action="x", org=personas.org, actor=SYSTEM)
+    assert AuditEvent.objects.filter(org=personas.org, action="x").count() == 3

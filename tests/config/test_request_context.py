@@ -34,14 +34,16 @@ def test_without_an_incoming_id_each_request_gets_its_own(client):
 
 
 def test_every_log_line_of_a_request_carries_its_request_id_and_user(
-    personas, api_for, json_logs, canary
+    personas, api_for, json_logs, canary, django_capture_on_commit_callbacks
 ):
-    api_for(personas.member).post(
-        "/api/orgs/acme/credentials/",
-        {"name": "n", "secret": canary},
-        format="json",
-        HTTP_X_REQUEST_ID="req-logline-0001",
-    )
+    # Audit events are logged once they commit, still with the request's context.
+    with django_capture_on_commit_callbacks(execute=True):
+        api_for(personas.member).post(
+            "/api/orgs/acme/credentials/",
+            {"name": "n", "secret": canary},
+            format="json",
+            HTTP_X_REQUEST_ID="req-logline-0001",
+        )
     records = [json.loads(line) for line in json_logs.lines]
     audit_lines = [r for r in records if r["logger"] == "audit.services"]
     assert audit_lines

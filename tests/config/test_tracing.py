@@ -28,14 +28,16 @@ def _server_span(capture, route_fragment):
 
 @pytest.mark.django_db
 def test_a_request_span_carries_its_request_id_and_log_lines_inside_carry_its_ids(
-    personas, api_for, web_spans, json_logs, canary
+    personas, api_for, web_spans, json_logs, canary, django_capture_on_commit_callbacks
 ):
-    api_for(personas.member).post(
-        "/api/orgs/acme/credentials/",
-        {"name": "n", "secret": canary},
-        format="json",
-        HTTP_X_REQUEST_ID="req-span-00001",
-    )
+    # The audit line is logged when the event commits, with the context (and span) it had.
+    with django_capture_on_commit_callbacks(execute=True):
+        api_for(personas.member).post(
+            "/api/orgs/acme/credentials/",
+            {"name": "n", "secret": canary},
+            format="json",
+            HTTP_X_REQUEST_ID="req-span-00001",
+        )
     span = _server_span(web_spans, "/credentials/")
     assert span.name == "POST api/orgs/<slug:org>/credentials/"
     assert span.attributes["requestId"] == "req-span-00001"
