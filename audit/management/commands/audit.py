@@ -1,12 +1,14 @@
 """`manage.py audit <subcommand>`: operator tools for the audit trail.
 
     audit verify [--org SLUG | --system] [--anchor SEQUENCE:HASH ...] [--json]
+    audit review [--since 24h] [--org SLUG] [--detector NAME ...] [--json]
 
 More subcommands join here as subparsers (one `_<name>` method each).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import time
@@ -14,16 +16,23 @@ import uuid
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from audit.chain import SYSTEM_CHAIN, chain_key
+from audit.review import DETECTORS, event_as_dict, review
 from audit.verification import Anchor, ChainReport, chain_keys, verify_chain
 from orgs.models import Organization
 
 _ANCHOR_RE = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
+_SPAN_RE = re.compile(r"^(\d{1,6})([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 class Command(BaseCommand):
-    help = "Audit trail tools. `audit verify` checks the hash chains and names the first break."
+    help = (
+        "Audit trail tools. `audit verify` checks the hash chains and names the first break; "
+        "`audit review` flags suspicious access with its evidence."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         subcommands = parser.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
@@ -52,6 +61,27 @@ class Command(BaseCommand):
         )
         verify.add_argument("--json", action="store_true", help="print a JSON report")
 
+        review = subcommands.add_parser(
+            "review",
+            help="flag suspicious access patterns in the trail, with the evidence rows",
+            description="Read the trail of the last --since (default 24h) and flag: bursts "
+            "of denied access by one actor, cross-organisation probing, decrypts outside a "
+            "running job of an agent bound to the credential, decrypts by an agent without a "
+            "use grant, use of revoked or expired tokens, decrypt volume far above a "
+            "credential's own baseline, repeated metrics authentication failures.",
+        )
+        review.add_argument(
+            "--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)"
+        )
+        review.add_argument("--org", metavar="SLUG", help="only this organisation's trail")
+        review.add_argument(
+            "--detector",
+            action="append",
+            choices=sorted(DETECTORS),
+            help="run only these detectors (repeat the option); default: all",
+        )
+        review.add_argument("--json", action="store_true", help="print a JSON report")
+
     def handle(self, *args: Any, subcommand: str, **options: Any) -> None:
         if subcommand == "verify":
             self._verify(
@@ -60,6 +90,58 @@ class Command(BaseCommand):
                 anchors=options["anchor"],
                 as_json=options["json"],
             )
+        elif subcommand == "review":
+            self._review(
+                since=options["since"],
+                org=options["org"],
+                detectors=options["detector"],
+                as_json=options["json"],
+            )
+
+    def _review(
+        self, *, since: str, org: str | None, detectors: list[str] | None, as_json: bool
+    ) -> None:
+        span = _parse_span(since)
+        org_id = None
+        if org is not None:
+            org_id = Organization.objects.filter(slug=org).values_list("id", flat=True).first()
+            if org_id is None:
+                raise CommandError(f"No organisation with slug {org!r}.")
+        until = timezone.now()
+        findings = review(since=until - span, until=until, org_id=org_id, detectors=detectors)
+        if as_json:
+            document = {
+                "since": (until - span).isoformat(),
+                "until": until.isoformat(),
+                "org": org,
+                "findings": [finding.as_dict() for finding in findings],
+            }
+            self.stdout.write(json.dumps(document, indent=2, default=str))
+            return
+        scope = f"organisation {org}" if org else "every organisation and the system trail"
+        self.stdout.write(
+            f"Access review of {scope}, {until - span:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} "
+            f"UTC: {len(findings)} finding(s)."
+        )
+        for number, finding in enumerate(findings, 1):
+            self.stdout.write("")
+            self.stdout.write(f"{number}. [{finding.detector}] {finding.title}: {finding.actor}")
+            self.stdout.write(f"   {finding.summary}")
+            shown = (
+                f" (first {len(finding.evidence)})"
+                if finding.evidence_count > len(finding.evidence)
+                else ""
+            )
+            self.stdout.write(f"   evidence, {finding.evidence_count} event(s){shown}:")
+            for event in finding.evidence:
+                row = event_as_dict(event)
+                self.stdout.write(
+                    f"     #{row['id']} {row['occurred_at'][:19]} {row['action']} "
+                    f"{row['outcome']} by {row['actor']} on {row['target']}"
+                    + (f" job {row['job_id']}" if row["job_id"] else "")
+                    + (f" request {row['request_id']}" if row["request_id"] else "")
+                    + (f" from {row['ip']}" if row["ip"] else "")
+                )
 
     def _verify(self, *, org: str | None, system: bool, anchors: list[str], as_json: bool) -> None:
         if org is not None:
@@ -101,6 +183,16 @@ class Command(BaseCommand):
             raise CommandError(f"{len(broken)} of {len(reports)} audit chain(s) broken: {where}")
         if not reports:
             self.stderr.write("No audit events yet: nothing to verify.")
+
+
+def _parse_span(value: str) -> datetime.timedelta:
+    match = _SPAN_RE.match(value.strip())
+    if match is None:
+        raise CommandError("--since must be a number and a unit: 30m, 24h or 7d.")
+    amount, unit = int(match[1]), match[2]
+    if amount <= 0:
+        raise CommandError("--since must be more than zero.")
+    return datetime.timedelta(**{_UNITS[unit]: amount})
 
 
 def _chain_of_org(value: str) -> str:
