@@ -285,8 +285,10 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
     """
     with redaction.secret_scope():
         with transaction.atomic():
+            # Only the run's row is locked (`of`): locking the joined org and agent rows too
+            # would make every run of an org wait for the one before it to commit.
             run = (
-                AgentRun.objects.select_for_update()
+                AgentRun.objects.select_for_update(of=("self",))
                 .select_related("agent", "agent__principal", "org")
                 .filter(pk=run_id)
                 .first()

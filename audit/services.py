@@ -64,36 +64,58 @@ def _fit(field: str, value: str) -> str:
     return value[: _MAX_LENGTHS[field]]
 
 
-def _check_deferred_constraints() -> None:
-    """Run the foreign-key checks PostgreSQL would run at commit now, before the head lock.
+# Run the foreign-key checks PostgreSQL would run at commit now, before the head lock.
+#
+# Django's foreign keys are DEFERRABLE INITIALLY DEFERRED: a row inserted by the change (a run
+# referencing its agent) is checked at commit, and the check waits for anyone who holds the
+# referenced row FOR UPDATE. Were that after the head lock, a holder of the row who records an
+# event next would wait for the head while the head's holder waits for the row: a deadlock.
+# Checked first, the change waits for the row before it takes the head
+# (tests/audit/test_chain_lock_order.py). Deferred checking resumes for the rest of the
+# transaction.
+_CHECK_DEFERRED = "SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED"
+# AuditChainHead's table (a wrong name fails every event, so every test).
+_READ_HEAD = 'SELECT "sequence", "hash" FROM "audit_auditchainhead" WHERE "chain" = %s'
+_LOCK_HEAD = f"{_READ_HEAD} FOR UPDATE"
 
-    Django's foreign keys are DEFERRABLE INITIALLY DEFERRED: a row inserted by the change
-    (a run referencing its agent) is checked at commit, and the check waits for anyone who
-    holds the referenced row FOR UPDATE. Were that after the head lock, a holder of the row
-    who records an event next would wait for the head while the head's holder waits for the
-    row: a deadlock. Checked here, the change waits for the row before it takes the head
-    (tests/audit/test_chain_lock_order.py). Deferred checking resumes for the rest of the
-    transaction."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED")
+
+def _select_head_for_update(chain: str) -> tuple[int, str] | None:
+    """The head row, locked until the transaction ends (after the deferred checks, on
+    PostgreSQL). SQLite has no row locks; there the project's IMMEDIATE transactions already
+    serialise writers. Raw SQL: this runs for every event, several times in every agent run,
+    and on PostgreSQL the checks and the lock go in one round trip (client-side binding, the
+    Django default, sends several statements at once; with server-side binding, two)."""
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            cursor.execute(_READ_HEAD, [chain])
+            return cursor.fetchone()
+        if connection.settings_dict.get("OPTIONS", {}).get("server_side_binding") is True:
+            cursor.execute(_CHECK_DEFERRED)
+            cursor.execute(_LOCK_HEAD, [chain])
+            return cursor.fetchone()
+        cursor.execute(f"{_CHECK_DEFERRED}; {_LOCK_HEAD}", [chain])
+        while cursor.nextset():  # past the two SET CONSTRAINTS results, to the SELECT's
+            pass
+        return cursor.fetchone()
 
 
 def _lock_chain_head(chain: str) -> tuple[int, str]:
     """(sequence, hash) of the chain's newest event, with its head row locked until the
-    transaction ends. SQLite has no row locks; there the project's IMMEDIATE transactions
-    already serialise writers."""
-    _check_deferred_constraints()
-    heads = AuditChainHead.objects.select_for_update().filter(chain=chain)
-    head = heads.values_list("sequence", "hash").first()
+    transaction ends."""
+    head = _select_head_for_update(chain)
     if head is None:
         # The chain's first event. Two first writers race to create the head: ON CONFLICT DO
         # NOTHING lets the loser wait for the winner's row instead of failing.
         AuditChainHead.objects.bulk_create(
             [AuditChainHead(chain=chain, sequence=0, hash=GENESIS_HASH)], ignore_conflicts=True
         )
-        head = heads.values_list("sequence", "hash").get()
-    return head
+        head = _select_head_for_update(chain)
+        if head is None:
+            raise AuditChainHead.DoesNotExist(f"no head row for chain {chain}")
+    return int(head[0]), str(head[1])
+
+
+_MOVE_HEAD = 'UPDATE "audit_auditchainhead" SET "sequence" = %s, "hash" = %s WHERE "chain" = %s'
 
 
 def record_event(
@@ -133,7 +155,8 @@ def record_event(
         event.prev_hash = last_hash
         event.hash = event.compute_hash()
         event.save(force_insert=True)
-        AuditChainHead.objects.filter(chain=chain).update(sequence=event.sequence, hash=event.hash)
+        with connection.cursor() as cursor:
+            cursor.execute(_MOVE_HEAD, [event.sequence, event.hash, chain])
     if outcome == Outcome.DENIED:
         metrics.observe_denied_access(action=action)
     # Logged once the event has committed: the line carries the chain position and hash, a

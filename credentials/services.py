@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
@@ -467,19 +468,21 @@ def _decrypt_for_job(
     actor: Actor,
     now: datetime.datetime,
 ) -> tuple[str, dict[uuid.UUID, str]]:
-    credentials = {
-        c.id: c for c in Credential.objects.select_related("org").filter(org_id=org_id, pk__in=ids)
-    }
-    granted = set(
-        CredentialGroupObjectPermission.objects.filter(
-            group=principal, content_object_id__in=ids, permission__codename="use_credential"
-        ).values_list("content_object_id", flat=True)
+    # The credentials and whether the principal holds their use grant, in one query.
+    use_grant = CredentialGroupObjectPermission.objects.filter(
+        group=principal, content_object_id=OuterRef("pk"), permission__codename="use_credential"
     )
+    credentials = {
+        c.id: c
+        for c in Credential.objects.select_related("org")
+        .filter(org_id=org_id, pk__in=ids)
+        .annotate(use_granted=Exists(use_grant))
+    }
     for credential_id in ids:
         credential = credentials.get(credential_id)
         if credential is None:
             return "a bound credential does not exist in this organisation", {}
-        refusal = _refusal(credential, granted=credential_id in granted)
+        refusal = _refusal(credential, granted=credential.use_granted)
         if refusal is not None:
             reason, message = refusal
             record_event(

@@ -49,7 +49,20 @@ def _wait_until_blocked_on_a_lock(pid: int) -> None:
         timer.cancel()
 
 
-def test_a_change_waiting_on_a_locked_row_does_not_deadlock_with_its_holder(personas):
+@pytest.fixture(params=["client-side binding", "server-side binding"])
+def binding(request, monkeypatch):
+    """Both ways record_event sends the checks and the lock: in one round trip (client-side
+    binding, the default), or as two statements (`server_side_binding` in the database
+    OPTIONS, where psycopg refuses several statements in one). The test's threads open their
+    connections after the flag is set, so theirs really bind server-side."""
+    if request.param == "server-side binding":
+        options = dict(connections.settings["default"].get("OPTIONS", {}))
+        options["server_side_binding"] = True
+        monkeypatch.setitem(connections.settings["default"], "OPTIONS", options)
+    return request.param
+
+
+def test_a_change_waiting_on_a_locked_row_does_not_deadlock_with_its_holder(personas, binding):
     org = personas.org
     newcomer = User.objects.create_user(username="newcomer")
     row_locked, may_record = threading.Event(), threading.Event()
