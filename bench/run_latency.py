@@ -157,6 +157,9 @@ def run_config(config: str, args: argparse.Namespace) -> dict[str, Any]:
                 # A queue nobody else consumes, even on a shared Redis.
                 "CELERY_TASK_DEFAULT_QUEUE": f"bench-{uuid.uuid4().hex[:12]}",
                 "BENCH_WORKER_LOG": str(tmp_dir / "worker.log"),
+                # The caller's INFO lines would bury the table; the worker, whose lines are
+                # part of what a run costs, logs at INFO to a file (below).
+                "LOG_LEVEL": "WARNING",
             }
         )
         scratch_db = None
