@@ -485,3 +485,13 @@ def agent_tokens_revoke_all(
         agent_token_revoke(token=token, acting_user=acting_user, actor=actor)
         for token in active.order_by("created_at")
     )
+
+
+def agent_tokens_revoke_issued_by(*, org: Organization, user: User, actor: Actor) -> int:
+    """Revoke every active agent token `user` issued in `org` (they left it: the token was
+    shown to them once, and a copy must not outlive their membership). Audited."""
+    active = scoped(AgentToken, org=org).filter(created_by=user, revoked_at__isnull=True)
+    return sum(
+        agent_token_revoke(token=token, acting_user=None, actor=actor)
+        for token in active.select_related("agent").order_by("created_at")
+    )
