@@ -43,6 +43,14 @@ def members_list(*, org: Organization) -> QuerySet[Membership]:
     return scoped(Membership, org=org).select_related("user").order_by("user__username")
 
 
+def member_get(*, org: Organization, username: str) -> Membership | None:
+    """The member of `org` with this username, or None. A name no account can have (NUL, from
+    a URL path or a raw form field) is None without a query: PostgreSQL refuses NUL."""
+    if "\x00" in username:
+        return None
+    return members_list(org=org).filter(user__username=username).first()
+
+
 def owners_count(*, org: Organization) -> int:
     return scoped(Membership, org=org).filter(role=Role.OWNER).count()
 
