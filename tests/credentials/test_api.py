@@ -163,6 +163,18 @@ def test_malformed_json_is_a_400_that_does_not_echo(personas, api_for):
     assert "CANARY" not in response.content.decode()
 
 
+def test_deeply_nested_json_is_a_400_that_does_not_echo(personas, api_for):
+    # Python's JSON decoder recurses: nesting past its limit raised RecursionError (a 500).
+    nested = "[" * 100_000 + "]" * 100_000
+    response = api_for(personas.member).post(
+        BASE,
+        data='{"name": "n", "secret": "CANARY-deep", "x": ' + nested + "}",
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "CANARY" not in response.content.decode()
+
+
 def test_duplicate_name_is_a_field_error(personas, api_for, canary):
     client = api_for(personas.member)
     assert _create(client, canary).status_code == 201
