@@ -4,7 +4,8 @@ incident was opened:
 
 1. rotate: re-encrypt every credential in scope under the target key (new data key and
    payload), resuming from the rows' own key ids;
-2. revoke_tokens: revoke every agent token issued before the incident opened;
+2. revoke_tokens: revoke every agent token issued before the incident opened, and the
+   personal tokens of the scope's members (they act for their person, in every org);
 3. mark_compromised: mark every credential whose secret predates the incident compromised
    (one reset since then is left alone);
 4. notify: mail the affected people which credentials to reset (once per incident);
@@ -41,6 +42,8 @@ from credentials.selectors import credential_list
 from credentials.services import credentials_mark_compromised
 from incidents.models import Incident
 from orgs.models import Membership, Organization, Role
+from orgs.selectors import personal_tokens_active_for_members
+from orgs.services import personal_tokens_revoke_for_members
 
 STEPS = ("rotate", "revoke_tokens", "mark_compromised", "notify", "review_report")
 REVIEW_PERIOD = datetime.timedelta(days=30)
@@ -67,6 +70,7 @@ class Plan:
     rows_to_rotate: dict[str, int]  # key id -> rows in scope not under the target key
     rows_under_target: int
     active_tokens: int
+    active_personal_tokens: int  # of the scope's members
     credentials_to_mark: int
     recipients: dict[str, list[str]] = field(default_factory=dict)  # username -> credentials
     recipients_without_address: list[str] = field(default_factory=list)
@@ -88,6 +92,9 @@ def plan(*, scope: Scope, target_key_id: str, cut_off: datetime.datetime) -> Pla
         rows_to_rotate=dict(sorted(by_key.items())),
         rows_under_target=credentials.filter(key_id=target_key_id).count(),
         active_tokens=tokens.count(),
+        active_personal_tokens=personal_tokens_active_for_members(
+            org=scope.org, issued_before=cut_off
+        ).count(),
         credentials_to_mark=to_mark.count(),
         recipients=recipients,
         recipients_without_address=without,
@@ -232,7 +239,16 @@ def step_revoke_tokens(*, incident: Incident, actor: Actor) -> dict[str, Any]:
         )
         for org in Scope(incident.org).orgs()
     }
-    counts = {"revoked": sum(revoked.values()), "by_org": {k: v for k, v in revoked.items() if v}}
+    # A personal token acts for its person in every org: with a member's, someone could repoint
+    # an agent that person may use and receive the secrets reset after this incident.
+    personal = personal_tokens_revoke_for_members(
+        org=incident.org, actor=actor, issued_before=incident.opened_at
+    )
+    counts = {
+        "revoked": sum(revoked.values()),
+        "by_org": {k: v for k, v in revoked.items() if v},
+        "personal_revoked": personal,
+    }
     _record_step(incident, "revoke_tokens", counts, actor)
     return counts
 

@@ -7,6 +7,7 @@ An object in another org, an unknown org, and an org the user is not a member of
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any, TypeVar
 
@@ -88,6 +89,17 @@ def personal_token_get(*, user: User, token_id: Any) -> PersonalToken:
     if token is None:
         raise Http404("Not found.")
     return token
+
+
+def personal_tokens_active_for_members(
+    *, org: Organization | None, issued_before: datetime.datetime
+) -> QuerySet[PersonalToken]:
+    """Active personal tokens issued before a moment, of the members of `org` (None: of
+    everyone)."""
+    active = PersonalToken.objects.filter(revoked_at__isnull=True, created_at__lt=issued_before)
+    if org is not None:
+        active = active.filter(user__memberships__org=org)
+    return active.distinct()
 
 
 def personal_token_by_plaintext(plaintext: str) -> PersonalToken | None:

@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import Actor, Target, record_event
-from orgs import tokens
+from orgs import selectors, tokens
 from orgs.models import (
     ApiToken,
     Membership,
@@ -326,6 +326,21 @@ def personal_token_revoke(
             metadata={"kind": "personal"},
         )
     return token
+
+
+def personal_tokens_revoke_for_members(
+    *, org: Organization | None, actor: Actor, issued_before: datetime.datetime
+) -> int:
+    """Revoke the personal tokens of `org`'s members (None: everyone's) issued before a
+    moment: a containment step of a breach. A personal token acts for its person in every
+    organisation, so a leaked one must stop everywhere; its person issues a new one from a
+    signed-in session. Each revocation is its own audited transaction."""
+    active = selectors.personal_tokens_active_for_members(org=org, issued_before=issued_before)
+    revoked = 0
+    for token in active.select_related("user").order_by("created_at"):
+        if personal_token_revoke(token=token, acting_user=None, actor=actor).revoked_at:
+            revoked += 1
+    return revoked
 
 
 def api_token_mark_used(*, token: ApiToken, now: datetime.datetime | None = None) -> None:

@@ -207,3 +207,33 @@ def test_all_covers_every_organisation(breached, tmp_path):
     incident = Incident.objects.get()
     assert incident.all_orgs
     assert AuditEvent.objects.filter(action="incident.close", org=None).exists()
+
+
+def test_the_members_personal_tokens_stop_working_too(breached, tmp_path):
+    """A personal token acts for its person: with a member's, someone could repoint an agent
+    they may use and run it, and so receive the very secrets people reset after the breach."""
+    from rest_framework.test import APIClient
+
+    from orgs.services import personal_token_issue
+
+    world, _ = breached
+    _, members = personal_token_issue(user=world.p.member, name="laptop")
+    _, outsiders = personal_token_issue(user=world.p.outsider, name="globex-only")
+
+    def status(plaintext: str) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+        return client.get("/api/orgs/").status_code
+
+    assert status(members) == status(outsiders) == 200
+    plan = _run("--org", "acme", "--new-key", "v2", "--dry-run", report_dir=tmp_path)
+    assert "and 1 personal token(s) of its members" in plan
+
+    _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+
+    assert status(members) == 401
+    assert status(outsiders) == 200  # globex's people are not in scope
+    revoked = AuditEvent.objects.get(action="token.revoke", metadata__kind="personal")
+    assert revoked.target_label == "member/laptop"
+    step = AuditEvent.objects.get(action="incident.step", metadata__step="revoke_tokens")
+    assert step.metadata["personal_revoked"] == 1
