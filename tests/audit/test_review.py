@@ -285,6 +285,52 @@ def test_the_command_prints_findings_with_evidence_and_json(personas):
         assert json.loads(out.getvalue())["findings"] == []
 
 
+def test_names_cannot_rewrite_the_operators_terminal(personas, api_for):
+    """An agent's name is anyone's text (a member picks it), and the review prints it: control
+    characters in it must not reach the terminal, where they could erase or overwrite the
+    findings around it (ESC [1A ESC [2K: up a line, clear it)."""
+    from rest_framework.test import APIClient
+
+    from agents.services import agent_token_issue, agent_token_revoke
+
+    evil = "nightly\x1b[1A\x1b[2K\r\u202eall clear"
+    credential = credential_create(
+        org=personas.org, acting_user=personas.member, name="k", secret="s3cr3t-value"
+    )
+    created = api_for(personas.member).post(
+        "/api/orgs/acme/agents/",
+        {
+            "name": evil,
+            "config": {"method": "GET", "url": "https://api.example.com/"},
+            "bindings": [
+                {
+                    "slot": "a",
+                    "credential": str(credential.id),
+                    "placement": "header",
+                    "target": "X-Key",
+                }
+            ],
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    from agents.models import Agent
+
+    agent = Agent.objects.get(pk=created.json()["id"])
+    token, plaintext = agent_token_issue(agent=agent, name="ci", acting_user=personas.member)
+    agent_token_revoke(token=token, acting_user=personas.member)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    assert client.get("/api/orgs/").status_code == 401
+
+    out = io.StringIO()
+    call_command("audit", "review", "--since", "1h", "--detector", "revoked_token_use", stdout=out)
+    text = out.getvalue()
+    assert "[revoked_token_use]" in text
+    assert not [ch for ch in text if ch not in "\n" and not ch.isprintable()]
+    assert "nightly\\x1b[1A\\x1b[2K\\x0d\\u202eall clear/ci" in text  # shown, escaped
+
+
 @pytest.mark.parametrize("since", ["yesterday", "0h", "-1d", "24"])
 def test_a_bad_since_is_refused(since):
     with pytest.raises(CommandError, match="--since"):

@@ -25,6 +25,7 @@ from agents import selectors, services
 from agents.models import Agent, AgentToken
 from audit.models import ActorType
 from audit.services import Actor
+from config.text import printable
 from orgs.models import Organization
 from orgs.selectors import organization_get_by_slug, scoped
 
@@ -126,7 +127,8 @@ class Command(BaseCommand):
             self.stdout.write(f"No agent tokens in {org.slug}.")
             return
         columns = ["id", "agent", "name", "token", "state", "created_at", "last_used_at"]
-        table = [columns, *[[str(r[c] or "-") for c in columns] for r in rows]]
+        # Agent and token names are anyone's text: no raw control characters on a terminal.
+        table = [columns, *[[printable(str(r[c] or "-")) for c in columns] for r in rows]]
         widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
         for row in table:
             self.stdout.write(
