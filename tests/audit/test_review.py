@@ -331,7 +331,7 @@ def test_names_cannot_rewrite_the_operators_terminal(personas, api_for):
     assert "nightly\\x1b[1A\\x1b[2K\\x0d\\u202eall clear/ci" in text  # shown, escaped
 
 
-@pytest.mark.parametrize("since", ["yesterday", "0h", "-1d", "24"])
+@pytest.mark.parametrize("since", ["yesterday", "0h", "-1d", "24", "999999d"])
 def test_a_bad_since_is_refused(since):
     with pytest.raises(CommandError, match="--since"):
         call_command("audit", "review", "--since", since, stdout=io.StringIO())

@@ -109,7 +109,10 @@ class Command(BaseCommand):
             if org_id is None:
                 raise CommandError(f"No organisation with slug {org!r}.")
         until = timezone.now()
-        since_at = until - span
+        try:
+            since_at = until - span
+        except OverflowError:
+            raise CommandError("--since reaches back before the year 1.") from None
         findings = review(since=since_at, until=until, org_id=org_id, detectors=detectors)
         if as_json:
             document = {
