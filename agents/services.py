@@ -363,12 +363,16 @@ def agent_run_fail(*, run_id: uuid.UUID | str, error: str) -> bool:
 def _finish(run: AgentRun, *, ok: bool, output: dict[str, Any], error: str, actor: Actor) -> str:
     status = RunStatus.SUCCEEDED if ok else RunStatus.FAILED
     finished = timezone.now()
+    # Redact, then cut: cut first, the head of a secret straddling the cut would no longer
+    # match and would stay in the audit event and the log line (an endpoint's reason phrase
+    # is the endpoint's text, and may quote what it received).
+    error = redaction.redact_text(error)
     with transaction.atomic():
         AgentRun.objects.filter(pk=run.pk).update(
             status=status,
             finished_at=finished,
             output=redaction.redact(output),
-            error=redaction.redact_text(error),
+            error=error,
         )
         record_event(
             action="agent_run.finish",
