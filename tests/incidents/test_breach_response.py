@@ -237,3 +237,70 @@ def test_the_members_personal_tokens_stop_working_too(breached, tmp_path):
     assert revoked.target_label == "member/laptop"
     step = AuditEvent.objects.get(action="incident.step", metadata__step="revoke_tokens")
     assert step.metadata["personal_revoked"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_credential_a_run_holds_at_that_moment_is_marked_too(breached):
+    """A worker's claim locks the credential rows it decrypts (it records their last use)
+    until it commits, longer with a KMS key that retries. Marking skipped locked rows and
+    stopped at the first empty batch: the credential most in use, the one an attacker might be
+    using right then, stayed active, and the step reported success. On PostgreSQL the row is
+    really held by another connection here; SQLite has no row locks, so nothing is skipped."""
+    import threading
+
+    from django.db import connection, connections, transaction
+    from django.utils import timezone
+
+    from audit.services import SYSTEM
+    from credentials.services import credentials_mark_compromised
+
+    world, _ = breached
+    wait = 30  # seconds before a step that never comes fails the test (no timing assertion)
+    locked, stop_holding = threading.Event(), threading.Event()
+    postgresql = connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()" if postgresql else "SELECT 0")
+        marker_pid = cursor.fetchone()[0]
+    holder_saw: list[str] = []
+
+    def holder() -> None:
+        try:
+            if not postgresql:
+                return
+            with transaction.atomic():
+                # What the worker's claim does to a credential it decrypts.
+                Credential.objects.filter(pk=world.credential.pk).update(
+                    last_used_at=timezone.now()
+                )
+                locked.set()
+                give_up = threading.Timer(wait, stop_holding.set)  # never hold it forever
+                give_up.start()
+                with connection.cursor() as cursor:
+                    while not stop_holding.wait(0.01):
+                        cursor.execute(
+                            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                            [marker_pid],
+                        )
+                        row = cursor.fetchone()
+                        if row and row[0] == "Lock":
+                            holder_saw.append("marker waiting")
+                            break  # commit: the marker may go on
+                give_up.cancel()
+        finally:
+            locked.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert locked.wait(wait)
+        credentials_mark_compromised(
+            org=world.p.org, secret_replaced_before=timezone.now(), actor=SYSTEM
+        )
+    finally:
+        stop_holding.set()
+        thread.join(wait)
+
+    assert set(_acme(world).values_list("status", flat=True)) == {CredentialStatus.COMPROMISED}
+    if postgresql:
+        assert holder_saw == ["marker waiting"]
