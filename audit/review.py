@@ -254,7 +254,10 @@ def revoked_token_use(window: Window, limits: Thresholds) -> Iterator[Finding]:
 def decrypt_volume_spikes(window: Window, limits: Thresholds) -> Iterator[Finding]:
     """Decrypts of one credential far above its own recent baseline."""
     length = window.until - window.since
-    baseline_since = window.since - length * limits.baseline_windows
+    try:
+        baseline_since = window.since - length * limits.baseline_windows
+    except OverflowError:  # a window of centuries: the baseline is everything before it
+        baseline_since = datetime.datetime.min.replace(tzinfo=datetime.UTC)
     counts: dict[str, int] = defaultdict(int)
     recent: dict[str, list[AuditEvent]] = defaultdict(list)
     for event in window.events(since=baseline_since).filter(

@@ -337,6 +337,16 @@ def test_a_bad_since_is_refused(since):
         call_command("audit", "review", "--since", since, stdout=io.StringIO())
 
 
+def test_a_long_since_reads_back_to_the_first_event(personas):
+    # 99999 days fit, but the decrypt-volume baseline (7 windows more) would reach back
+    # before the year 1: it starts at the beginning of time instead of crashing.
+    _denied(personas, 10)
+    with _at(T0 + datetime.timedelta(minutes=5)):
+        out = io.StringIO()
+        call_command("audit", "review", "--since", "99999d", stdout=out)
+    assert "1 finding(s)" in out.getvalue()
+
+
 def test_now_is_the_end_of_the_window(personas):
     _denied(personas, 10)
     with _at(T0 + datetime.timedelta(days=3)):
