@@ -29,7 +29,10 @@ def memberships_for_user(user: User | AnonymousUser | object) -> QuerySet[Member
 
 
 def organization_get_by_slug(*, slug: str) -> Organization | None:
-    """For operator commands, which act on any organisation by slug."""
+    """For operator commands, which act on any organisation by slug (a slug no organisation
+    can have, with a NUL that PostgreSQL refuses in a query, finds none)."""
+    if "\x00" in slug:
+        return None
     return Organization.objects.filter(slug=slug).first()
 
 

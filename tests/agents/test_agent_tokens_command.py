@@ -102,6 +102,20 @@ def test_revoke_one_then_all(world: World):
         ),
         (["revoke", "--org", "acme"], "either a token id or --all"),
         (["revoke", "--org", "acme", "not-a-uuid"], "is not a token id"),
+        # Odd arguments are refused like any bad input, not a traceback (PostgreSQL refuses
+        # NUL and over-long names; a date past the year 9999 overflows).
+        (["list", "--org", "acme\x00"], "No organisation with slug"),
+        (["list", "--org", "acme", "--agent", "invoicer\x00"], "No agent"),
+        (["issue", "--org", "acme", "--agent", "invoicer", "--name", "a\x00"], "--name"),
+        (["issue", "--org", "acme", "--agent", "invoicer", "--name", "x" * 101], "--name"),
+        (["issue", "--org", "acme", "--agent", "invoicer", "--name", " "], "--name"),
+        (
+            [
+                *("issue", "--org", "acme", "--agent", "invoicer", "--name", "x"),
+                *("--expires-in-days", "99999999"),
+            ],
+            "--expires-in-days",
+        ),
     ],
 )
 def test_bad_input_is_refused_and_changes_nothing(world: World, args, message):

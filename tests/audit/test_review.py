@@ -337,6 +337,11 @@ def test_a_bad_since_is_refused(since):
         call_command("audit", "review", "--since", since, stdout=io.StringIO())
 
 
+def test_an_org_slug_with_a_nul_is_refused_like_an_unknown_one(personas):
+    with pytest.raises(CommandError, match="No organisation with slug"):
+        call_command("audit", "review", "--org", "acme\x00", stdout=io.StringIO())
+
+
 def test_a_long_since_reads_back_to_the_first_event(personas):
     # 99999 days fit, but the decrypt-volume baseline (7 windows more) would reach back
     # before the year 1: it starts at the beginning of time instead of crashing.

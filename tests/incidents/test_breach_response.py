@@ -186,6 +186,7 @@ def test_an_interrupted_run_resumes_and_keeps_what_happened_since(breached, tmp_
         (["--org", "acme", "--new-key", "v9"], "new key local:v9 is not configured"),
         (["--org", "acme", "--new-key", "v1"], "the active key is local:v2"),
         (["--org", "nope", "--new-key", "v2"], "No organisation with slug 'nope'"),
+        (["--org", "acme\x00", "--new-key", "v2"], "No organisation with slug"),
         (["--org", "acme", "--new-key", "v2"], "pass --yes"),  # no terminal, no --yes
     ],
 )

@@ -29,6 +29,8 @@ from config.text import printable
 from orgs.models import Organization
 from orgs.selectors import organization_get_by_slug, scoped
 
+MAX_DAYS = 36500  # a hundred years; far more overflows the date
+
 
 def _operator() -> Actor:
     try:
@@ -77,20 +79,27 @@ class Command(BaseCommand):
         try:
             agent = agents.filter(pk=uuid.UUID(name_or_id)).first()
         except ValueError:
-            agent = agents.filter(name=name_or_id).first()
+            # No agent's name holds a NUL (PostgreSQL refuses one in a query).
+            agent = agents.filter(name=name_or_id).first() if "\x00" not in name_or_id else None
         if agent is None:
             raise CommandError(f"No agent {name_or_id!r} in organisation {org.slug!r}.")
         return agent
 
     def _issue(self, org: Organization, options: dict[str, Any]) -> None:
         agent = self._agent(org, options["agent"])
+        name = options["name"]
+        max_length = AgentToken._meta.get_field("name").max_length or 100
+        if not name.strip() or len(name) > max_length or "\x00" in name:
+            raise CommandError(f"--name must be 1 to {max_length} characters, without NUL.")
         days = options["expires_in_days"]
-        if days is not None and days <= 0:
-            raise CommandError("--expires-in-days must be a positive number of days.")
+        if days is not None and not 0 < days <= MAX_DAYS:
+            raise CommandError(
+                f"--expires-in-days must be a positive number of days, at most {MAX_DAYS}."
+            )
         expires_at = timezone.now() + datetime.timedelta(days=days) if days else None
         token, plaintext = services.agent_token_issue(
             agent=agent,
-            name=options["name"],
+            name=name,
             expires_at=expires_at,
             acting_user=None,
             actor=_operator(),

@@ -105,7 +105,7 @@ class Command(BaseCommand):
         span = _parse_span(since)
         org_id = None
         if org is not None:
-            org_id = Organization.objects.filter(slug=org).values_list("id", flat=True).first()
+            org_id = _org_id(org)
             if org_id is None:
                 raise CommandError(f"No organisation with slug {org!r}.")
         until = timezone.now()
@@ -205,8 +205,14 @@ def _parse_span(value: str) -> datetime.timedelta:
     return datetime.timedelta(**{_UNITS[unit]: amount})
 
 
+def _org_id(slug: str) -> uuid.UUID | None:
+    if "\x00" in slug:  # no slug holds one, and PostgreSQL refuses it in a query
+        return None
+    return Organization.objects.filter(slug=slug).values_list("id", flat=True).first()
+
+
 def _chain_of_org(value: str) -> str:
-    org_id = Organization.objects.filter(slug=value).values_list("id", flat=True).first()
+    org_id = _org_id(value)
     if org_id is not None:
         return chain_key(org_id)
     try:
