@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from requests.auth import AuthBase
 
 from config import redaction
 
@@ -139,17 +140,29 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
         return False
 
 
+class _NoHostLogin(AuthBase):
+    """The session's auth: adds nothing. Its only purpose is to be there, because requests
+    looks up ~/.netrc (or $NETRC) for a call that has no auth of its own: an agent pointed at a
+    host the worker's account has a login for would call it as the operator. A binding's own
+    basic auth, given per call, still takes its place."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
 _local = threading.local()
 
 
 def _session() -> requests.Session:
     """One session per worker thread, for its connection pool (keep-alive, TLS reuse: a new
     connection per call costs a TCP and TLS handshake). It holds no state a run could leave
-    for the next: no cookies, no auth, no default headers; each call brings its own."""
+    for the next: no cookies, no auth, no default headers; each call brings its own. Nor does
+    it lend the worker host's logins (~/.netrc) to anyone."""
     session: requests.Session | None = getattr(_local, "session", None)
     if session is None:
         session = requests.Session()
         session.cookies.set_policy(_NoCookies())
+        session.auth = _NoHostLogin()
         _local.session = session
     return session
 
