@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import smtplib
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -325,6 +327,20 @@ def _notification(incident: Incident, user: User, labels: list[str]) -> EmailMes
     )
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by the owner only from the first byte (names, addresses
+    and ids of people: not for everyone on the host), through a new file that then takes the
+    name: a link planted at `path` is replaced, never written through."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def step_review_report(*, incident: Incident, actor: Actor, report_dir: Path) -> dict[str, Any]:
     now = timezone.now()
     since = now - REVIEW_PERIOD
@@ -337,8 +353,7 @@ def step_review_report(*, incident: Incident, actor: Actor, report_dir: Path) ->
         "period": {"since": since.isoformat(), "until": now.isoformat()},
         "findings": [f.as_dict() for f in findings],
     }
-    path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    path.chmod(0o600)  # names, addresses and ids of people: not for everyone on the host
+    _write_private(path, json.dumps(report, indent=2, default=str))
     by_detector: dict[str, int] = defaultdict(int)
     for finding in findings:
         by_detector[finding.detector] += 1

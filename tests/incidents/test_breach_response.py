@@ -305,3 +305,34 @@ def test_a_credential_a_run_holds_at_that_moment_is_marked_too(breached):
     assert set(_acme(world).values_list("status", flat=True)) == {CredentialStatus.COMPROMISED}
     if postgresql:
         assert holder_saw == ["marker waiting"]
+
+
+@pytest.mark.usefixtures("breached")
+def test_the_report_never_writes_through_a_link_planted_at_its_path(tmp_path):
+    """The report's name is known once the incident is (the first run prints it): someone who
+    can write to the report directory could plant a link there to a file of the operator's,
+    which the resumed run would overwrite. The report is written to a new file, 0600 from the
+    start, that then takes the name."""
+    with (
+        override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=9,  # discard: nothing listens, so step 4 fails and the run stops
+            EMAIL_TIMEOUT=2,
+        ),
+        pytest.raises(CommandError),
+    ):
+        _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+    incident = Incident.objects.get()
+    victim = tmp_path / "operators-file"
+    victim.write_text("keep me")
+    victim.chmod(0o644)
+    planted = tmp_path / f"incident-{incident.id}-review.json"
+    planted.symlink_to(victim)
+
+    _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+
+    assert victim.read_text() == "keep me"
+    assert not planted.is_symlink()
+    assert planted.stat().st_mode & 0o777 == 0o600
+    assert json.loads(planted.read_text())["incident"] == str(incident.id)
