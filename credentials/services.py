@@ -44,6 +44,13 @@ def validate_secret(secret: object) -> str:
         raise ValidationError("The secret must not be empty.", code="blank")
     if "\x00" in secret:
         raise ValidationError("The secret must not contain NUL characters.", code="invalid")
+    if len(secret) < redaction.MIN_VALUE_LENGTH:
+        # Shorter values are never scrubbed (they would match everywhere): echoed back by an
+        # endpoint, such a secret would stay in run output and logs.
+        raise ValidationError(
+            f"The secret is too short: at least {redaction.MIN_VALUE_LENGTH} characters.",
+            code="min_length",
+        )
     limit = settings.CREDENTIAL_MAX_SECRET_BYTES
     if len(secret.encode("utf-8")) > limit:
         raise ValidationError(

@@ -132,6 +132,8 @@ def test_patch_refuses_a_secret_and_points_to_the_secret_endpoint(personas, api_
         pytest.param({"name": "n"}, "secret", id="missing-secret"),
         pytest.param({"name": "n", "secret": ""}, "secret", id="blank-secret"),
         pytest.param({"name": "n", "secret": "   "}, "secret", id="whitespace-secret"),
+        # Shorter than the redaction scrubs: echoed back, it would stay in the run's output.
+        pytest.param({"name": "n", "secret": "C4n"}, "secret", id="too-short-to-redact"),
         pytest.param({"name": "n", "secret": "CANARY-" + "x" * 16384}, "secret", id="too-long"),
         pytest.param({"name": "n", "secret": 123456789}, "secret", id="number-secret"),
         pytest.param({"name": "n", "secret": ["CANARY-in-list"]}, "secret", id="list-secret"),
