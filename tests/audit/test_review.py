@@ -225,6 +225,34 @@ def test_use_of_a_revoked_token_is_flagged_once_per_token(personas):
     assert "revoked" in finding.summary
 
 
+def test_an_orgs_review_includes_its_members_revoked_personal_tokens(personas):
+    """A personal token acts for its person in every org, so its refusals are in the system
+    trail: an org's review (and the report of an org's breach_response) read only the org's
+    and missed a leaked member's token still being tried."""
+    from rest_framework.test import APIClient
+
+    from orgs.services import personal_token_issue, personal_token_revoke
+
+    def present_revoked(user) -> None:
+        token, plaintext = personal_token_issue(user=user, name="laptop")
+        personal_token_revoke(token=token, acting_user=user)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+        assert client.get("/api/orgs/").status_code == 401
+
+    present_revoked(personas.member)  # acme's
+    present_revoked(personas.outsider)  # globex's only
+    now = timezone.now()
+    window = {"since": now - datetime.timedelta(hours=1), "until": now + datetime.timedelta(1)}
+
+    acme = review(org_id=personas.org.id, detectors=["revoked_token_use"], **window)
+    globex = review(org_id=personas.other_org.id, detectors=["revoked_token_use"], **window)
+
+    assert [f.actor for f in acme] == ["user:member"]
+    assert "member/laptop" in acme[0].summary
+    assert [f.actor for f in globex] == ["user:outsider"]
+
+
 def test_no_revoked_token_use_no_finding(personas):
     with _at(T0):
         record_event(action="token.issue", org=personas.org, actor=Actor.for_user(personas.admin))
