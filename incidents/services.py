@@ -5,7 +5,8 @@ incident was opened:
 1. rotate: re-encrypt every credential in scope under the target key (new data key and
    payload), resuming from the rows' own key ids;
 2. revoke_tokens: revoke every agent token issued before the incident opened, and the
-   personal tokens of the scope's members (they act for their person, in every org);
+   personal tokens of the scope's members (they act for their person, in every org), and
+   end the members' signed-in sessions;
 3. mark_compromised: mark every credential whose secret predates the incident compromised
    (one reset since then is left alone);
 4. notify: mail the affected people which credentials to reset (once per incident);
@@ -45,7 +46,7 @@ from credentials.services import credentials_mark_compromised
 from incidents.models import Incident
 from orgs.models import Membership, Organization, Role
 from orgs.selectors import personal_tokens_active_for_members
-from orgs.services import personal_tokens_revoke_for_members
+from orgs.services import personal_tokens_revoke_for_members, sessions_end_for_members
 
 STEPS = ("rotate", "revoke_tokens", "mark_compromised", "notify", "review_report")
 REVIEW_PERIOD = datetime.timedelta(days=30)
@@ -246,10 +247,19 @@ def step_revoke_tokens(*, incident: Incident, actor: Actor) -> dict[str, Any]:
     personal = personal_tokens_revoke_for_members(
         org=incident.org, actor=actor, issued_before=incident.opened_at
     )
+    # So could anyone holding a member's session, and a copy of the database holds them all.
+    # Once: a resumed run must not sign out again the people resetting their credentials.
+    done = incident.steps.get("revoke_tokens")
+    sessions = (
+        done["counts"].get("sessions_ended", 0)
+        if done
+        else sessions_end_for_members(org=incident.org)
+    )
     counts = {
         "revoked": sum(revoked.values()),
         "by_org": {k: v for k, v in revoked.items() if v},
         "personal_revoked": personal,
+        "sessions_ended": sessions,
     }
     _record_step(incident, "revoke_tokens", counts, actor)
     return counts

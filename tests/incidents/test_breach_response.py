@@ -336,3 +336,46 @@ def test_the_report_never_writes_through_a_link_planted_at_its_path(tmp_path):
     assert not planted.is_symlink()
     assert planted.stat().st_mode & 0o777 == 0o600
     assert json.loads(planted.read_text())["incident"] == str(incident.id)
+
+
+def test_the_members_signed_in_sessions_end_too(breached, tmp_path, client):
+    """Sessions are keyed by a value the database holds as it is (django_session): with a copy
+    of the database, one of the breaches this playbook is for, anyone could sign in as any
+    member who was signed in, repoint an agent they may use and receive the reset secrets."""
+    from django.test import Client
+
+    world, _ = breached
+    member, outsider = Client(), Client()
+    member.force_login(world.p.member)
+    outsider.force_login(world.p.outsider)
+    assert member.get("/orgs/acme/").status_code == 200
+    assert outsider.get("/orgs/globex/").status_code == 200
+
+    _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+
+    assert member.get("/orgs/acme/").status_code == 302  # to the sign-in page
+    assert outsider.get("/orgs/globex/").status_code == 200  # not in scope
+    step = AuditEvent.objects.get(action="incident.step", metadata__step="revoke_tokens")
+    assert step.metadata["sessions_ended"] == 1
+
+
+def test_a_resumed_run_does_not_sign_people_out_again(breached, tmp_path):
+    from django.test import Client
+
+    world, _ = breached
+    with (
+        override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=9,  # discard: nothing listens, so step 4 fails and the run stops
+            EMAIL_TIMEOUT=2,
+        ),
+        pytest.raises(CommandError),
+    ):
+        _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+    resetting = Client()  # signs in again to reset a credential
+    resetting.force_login(world.p.member)
+
+    _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+
+    assert resetting.get("/orgs/acme/").status_code == 200
