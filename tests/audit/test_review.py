@@ -243,10 +243,12 @@ def test_an_orgs_review_includes_its_members_revoked_personal_tokens(personas):
     present_revoked(personas.member)  # acme's
     present_revoked(personas.outsider)  # globex's only
     now = timezone.now()
-    window = {"since": now - datetime.timedelta(hours=1), "until": now + datetime.timedelta(1)}
+    since, until = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1)
 
-    acme = review(org_id=personas.org.id, detectors=["revoked_token_use"], **window)
-    globex = review(org_id=personas.other_org.id, detectors=["revoked_token_use"], **window)
+    def findings(org):
+        return review(since=since, until=until, org_id=org.id, detectors=["revoked_token_use"])
+
+    acme, globex = findings(personas.org), findings(personas.other_org)
 
     assert [f.actor for f in acme] == ["user:member"]
     assert "member/laptop" in acme[0].summary
