@@ -33,7 +33,7 @@ from orgs.api import (
     TokenOutput,
     refuse_token_minted_by_token,
 )
-from orgs.selectors import members_list, scoped
+from orgs.selectors import member_get, scoped
 
 
 class BindingInput(serializers.Serializer):
@@ -384,7 +384,7 @@ def _grantee(access: Access, data: dict[str, Any]) -> Grantee:
     """A member of this org or an agent of this org; anything else is a 400 that does not say
     whether it exists elsewhere."""
     if data.get("user") is not None:
-        membership = members_list(org=access.org).filter(user__username=data["user"]).first()
+        membership = member_get(org=access.org, username=data["user"])
         if membership is None:
             raise serializers.ValidationError({"user": ["No such member of this organisation."]})
         return Grantee.for_user(membership.user)

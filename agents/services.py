@@ -365,12 +365,16 @@ def agent_run_fail(*, run_id: uuid.UUID | str, error: str) -> bool:
 def _finish(run: AgentRun, *, ok: bool, output: dict[str, Any], error: str, actor: Actor) -> str:
     status = RunStatus.SUCCEEDED if ok else RunStatus.FAILED
     finished = timezone.now()
+    # Redact, then cut: cut first, the head of a secret straddling the cut would no longer
+    # match and would stay in the audit event and the log line (an endpoint's reason phrase
+    # is the endpoint's text, and may quote what it received).
+    error = redaction.redact_text(error)
     with transaction.atomic():
         AgentRun.objects.filter(pk=run.pk).update(
             status=status,
             finished_at=finished,
             output=redaction.redact(output),
-            error=redaction.redact_text(error),
+            error=error,
         )
         record_event(
             action="agent_run.finish",
@@ -486,4 +490,14 @@ def agent_tokens_revoke_all(
     return sum(
         agent_token_revoke(token=token, acting_user=acting_user, actor=actor)
         for token in active.order_by("created_at")
+    )
+
+
+def agent_tokens_revoke_issued_by(*, org: Organization, user: User, actor: Actor) -> int:
+    """Revoke every active agent token `user` issued in `org` (they left it: the token was
+    shown to them once, and a copy must not outlive their membership). Audited."""
+    active = scoped(AgentToken, org=org).filter(created_by=user, revoked_at__isnull=True)
+    return sum(
+        agent_token_revoke(token=token, acting_user=None, actor=actor)
+        for token in active.select_related("agent").order_by("created_at")
     )

@@ -237,7 +237,20 @@ def decrypts_by_ungranted_agents(window: Window, limits: Thresholds) -> Iterator
 def revoked_token_use(window: Window, limits: Thresholds) -> Iterator[Finding]:
     """Use of a revoked or expired token: someone still holds it."""
     by_token: dict[str, list[AuditEvent]] = defaultdict(list)
-    for event in window.events().filter(action="token.use_denied"):
+    refusals = list(window.events().filter(action="token.use_denied"))
+    if window.org_id is not None:
+        # A personal token acts for its person in every org, so its refusals are in the
+        # system trail: an org's review takes those of the people who were its members then.
+        members = _MembershipHistory.for_org(window.org_id)
+        personal = AuditEvent.objects.filter(
+            org__isnull=True,
+            action="token.use_denied",
+            metadata__kind="personal",
+            occurred_at__gte=window.since,
+            occurred_at__lt=window.until,
+        ).order_by("occurred_at", "id")
+        refusals += [e for e in personal if members.member(e.actor_id, at=e)]
+    for event in refusals:
         by_token[event.target_id].append(event)
     for events in by_token.values():
         reasons = sorted({str((e.metadata or {}).get("reason")) for e in events})
@@ -254,7 +267,10 @@ def revoked_token_use(window: Window, limits: Thresholds) -> Iterator[Finding]:
 def decrypt_volume_spikes(window: Window, limits: Thresholds) -> Iterator[Finding]:
     """Decrypts of one credential far above its own recent baseline."""
     length = window.until - window.since
-    baseline_since = window.since - length * limits.baseline_windows
+    try:
+        baseline_since = window.since - length * limits.baseline_windows
+    except OverflowError:  # a window of centuries: the baseline is everything before it
+        baseline_since = datetime.datetime.min.replace(tzinfo=datetime.UTC)
     counts: dict[str, int] = defaultdict(int)
     recent: dict[str, list[AuditEvent]] = defaultdict(list)
     for event in window.events(since=baseline_since).filter(
@@ -368,6 +384,30 @@ class _GrantHistory:
             if not _before(event, at):
                 break
             state = event.action == "credential.grant"
+        return state
+
+
+class _MembershipHistory:
+    """Who was a member of one org, replayed from its membership events."""
+
+    def __init__(self, events: list[AuditEvent]) -> None:
+        self._by_user: dict[str, list[AuditEvent]] = defaultdict(list)
+        for event in events:
+            self._by_user[event.target_id].append(event)
+
+    @classmethod
+    def for_org(cls, org_id: Any) -> _MembershipHistory:
+        events = AuditEvent.objects.filter(
+            org_id=org_id, action__in=["membership.add", "membership.remove"]
+        ).order_by("occurred_at", "id")
+        return cls(list(events))
+
+    def member(self, user_id: str, *, at: AuditEvent) -> bool:
+        state = False
+        for event in self._by_user.get(user_id, []):
+            if not _before(event, at):
+                break
+            state = event.action == "membership.add"
         return state
 
 

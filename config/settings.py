@@ -249,6 +249,11 @@ REST_FRAMEWORK = {
     # Proxies in front of the web that append to X-Forwarded-For. DRF's default (None) takes
     # the header as the client wrote it, so a forged value per guess escaped the throttle.
     "NUM_PROXIES": env.int("API_NUM_PROXIES", default=0),
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.VaultJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "config.renderers.WriteOnlyBrowsableAPIRenderer",

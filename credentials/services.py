@@ -45,6 +45,13 @@ def validate_secret(secret: object) -> str:
         raise ValidationError("The secret must not be empty.", code="blank")
     if "\x00" in secret:
         raise ValidationError("The secret must not contain NUL characters.", code="invalid")
+    if len(secret) < redaction.MIN_VALUE_LENGTH:
+        # Shorter values are never scrubbed (they would match everywhere): echoed back by an
+        # endpoint, such a secret would stay in run output and logs.
+        raise ValidationError(
+            f"The secret is too short: at least {redaction.MIN_VALUE_LENGTH} characters.",
+            code="min_length",
+        )
     limit = settings.CREDENTIAL_MAX_SECRET_BYTES
     if len(secret.encode("utf-8")) > limit:
         raise ValidationError(
@@ -276,22 +283,29 @@ def credentials_mark_compromised(
 
     Idempotent and resumable: a credential already marked, or whose secret was replaced after
     the cut-off (someone already reset it), is left alone. One transaction per batch, each
-    credential's event in the batch that marks it. Returns how many were marked now.
+    credential's event in the batch that marks it; rows locked by someone else (a run using
+    the credential) are waited for, never skipped. Returns how many were marked now.
     """
     marked = 0
+    to_mark = Credential.objects.filter(
+        org=org, status=CredentialStatus.ACTIVE, secret_updated_at__lt=secret_replaced_before
+    )
+    skip_locked = True  # first, what nobody holds; then wait for what someone does
     while True:
         with transaction.atomic():
             batch = list(
-                Credential.objects.select_for_update(skip_locked=True)
-                .filter(
-                    org=org,
-                    status=CredentialStatus.ACTIVE,
-                    secret_updated_at__lt=secret_replaced_before,
-                )
+                to_mark.select_for_update(skip_locked=skip_locked)
                 .defer("wrapped_data_key", "ciphertext")
-                .order_by("pk")[:batch_size]
+                # Waiting, one row at a time: holding none while waiting, it closes no cycle
+                # with a run that locks several.
+                .order_by("pk")[: batch_size if skip_locked else 1]
             )
             if not batch:
+                if skip_locked and to_mark.exists():
+                    # Rows a run (or an edit) holds right now: skipped, the credential in use
+                    # at this very moment would stay active. Wait for them instead.
+                    skip_locked = False
+                    continue
                 return marked
             Credential.objects.filter(pk__in=[c.pk for c in batch]).update(
                 status=CredentialStatus.COMPROMISED, updated_at=timezone.now()

@@ -4,7 +4,9 @@ incident was opened:
 
 1. rotate: re-encrypt every credential in scope under the target key (new data key and
    payload), resuming from the rows' own key ids;
-2. revoke_tokens: revoke every agent token issued before the incident opened;
+2. revoke_tokens: revoke every agent token issued before the incident opened, and the
+   personal tokens of the scope's members (they act for their person, in every org), and
+   end the members' signed-in sessions;
 3. mark_compromised: mark every credential whose secret predates the incident compromised
    (one reset since then is left alone);
 4. notify: mail the affected people which credentials to reset (once per incident);
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import smtplib
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +45,8 @@ from credentials.selectors import credential_list
 from credentials.services import credentials_mark_compromised
 from incidents.models import Incident
 from orgs.models import Membership, Organization, Role
+from orgs.selectors import personal_tokens_active_for_members
+from orgs.services import personal_tokens_revoke_for_members, sessions_end_for_members
 
 STEPS = ("rotate", "revoke_tokens", "mark_compromised", "notify", "review_report")
 REVIEW_PERIOD = datetime.timedelta(days=30)
@@ -67,6 +73,7 @@ class Plan:
     rows_to_rotate: dict[str, int]  # key id -> rows in scope not under the target key
     rows_under_target: int
     active_tokens: int
+    active_personal_tokens: int  # of the scope's members
     credentials_to_mark: int
     recipients: dict[str, list[str]] = field(default_factory=dict)  # username -> credentials
     recipients_without_address: list[str] = field(default_factory=list)
@@ -88,6 +95,9 @@ def plan(*, scope: Scope, target_key_id: str, cut_off: datetime.datetime) -> Pla
         rows_to_rotate=dict(sorted(by_key.items())),
         rows_under_target=credentials.filter(key_id=target_key_id).count(),
         active_tokens=tokens.count(),
+        active_personal_tokens=personal_tokens_active_for_members(
+            org=scope.org, issued_before=cut_off
+        ).count(),
         credentials_to_mark=to_mark.count(),
         recipients=recipients,
         recipients_without_address=without,
@@ -232,7 +242,25 @@ def step_revoke_tokens(*, incident: Incident, actor: Actor) -> dict[str, Any]:
         )
         for org in Scope(incident.org).orgs()
     }
-    counts = {"revoked": sum(revoked.values()), "by_org": {k: v for k, v in revoked.items() if v}}
+    # A personal token acts for its person in every org: with a member's, someone could repoint
+    # an agent that person may use and receive the secrets reset after this incident.
+    personal = personal_tokens_revoke_for_members(
+        org=incident.org, actor=actor, issued_before=incident.opened_at
+    )
+    # So could anyone holding a member's session, and a copy of the database holds them all.
+    # Once: a resumed run must not sign out again the people resetting their credentials.
+    done = incident.steps.get("revoke_tokens")
+    sessions = (
+        done["counts"].get("sessions_ended", 0)
+        if done
+        else sessions_end_for_members(org=incident.org)
+    )
+    counts = {
+        "revoked": sum(revoked.values()),
+        "by_org": {k: v for k, v in revoked.items() if v},
+        "personal_revoked": personal,
+        "sessions_ended": sessions,
+    }
     _record_step(incident, "revoke_tokens", counts, actor)
     return counts
 
@@ -309,6 +337,20 @@ def _notification(incident: Incident, user: User, labels: list[str]) -> EmailMes
     )
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by the owner only from the first byte (names, addresses
+    and ids of people: not for everyone on the host), through a new file that then takes the
+    name: a link planted at `path` is replaced, never written through."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def step_review_report(*, incident: Incident, actor: Actor, report_dir: Path) -> dict[str, Any]:
     now = timezone.now()
     since = now - REVIEW_PERIOD
@@ -321,8 +363,7 @@ def step_review_report(*, incident: Incident, actor: Actor, report_dir: Path) ->
         "period": {"since": since.isoformat(), "until": now.isoformat()},
         "findings": [f.as_dict() for f in findings],
     }
-    path.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
-    path.chmod(0o600)  # names, addresses and ids of people: not for everyone on the host
+    _write_private(path, json.dumps(report, indent=2, default=str))
     by_detector: dict[str, int] = defaultdict(int)
     for finding in findings:
         by_detector[finding.detector] += 1

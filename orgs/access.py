@@ -207,10 +207,12 @@ def record_denied_access(
 ) -> None:
     """Audit a refused request (a 404 at an org boundary, or a 403 for a too-weak role).
 
-    Every refusal writes exactly one event, whatever the reason, so a probe for another org's
-    id takes the same path as a probe for a missing one. Another org's object or organisation
-    is recorded in *that* org's trail (its admins should know; the prober's org must not learn
-    the id exists); a missing one in the prober's own (or the system) trail.
+    Every refusal is recorded, whatever the reason, so a probe for another org's id takes the
+    same path as a probe for a missing one. Another org's object or organisation is recorded
+    in *that* org's trail (its admins should know); a missing one in the prober's own (or the
+    system) trail. A probe of another org's object is also recorded in the prober's own trail,
+    exactly as a missing one would be: without it, the event missing there would tell anyone
+    who reads that trail (the prober, if their role may) that the id exists elsewhere.
     """
     actor = (
         Actor(ActorType.AGENT_TOKEN, str(principal.token_id), principal.label)
@@ -219,6 +221,7 @@ def record_denied_access(
     )
     metadata: dict[str, Any] = {"attempted": attempted}
     org: Organization | None
+    probers_org: Organization | None = None  # set for a probe of another org's object
     if isinstance(exc, MembershipNotFound):
         org = Organization.objects.filter(slug=exc.org_slug).first()
         metadata["reason"] = "not_a_member" if org is not None else "unknown_org"
@@ -229,14 +232,15 @@ def record_denied_access(
             if exc.key is not None
             else None
         )
+        target = Target(exc.model._meta.model_name or "", str(exc.key or "")[:64])
         if owner_org_id is not None and owner_org_id != exc.org.id:
+            probers_org = exc.org
             org = Organization.objects.filter(pk=owner_org_id).first()
             metadata["reason"] = "cross_org"
             metadata["from_org"] = exc.org.slug
         else:
             org = exc.org
             metadata["reason"] = "not_found"
-        target = Target(exc.model._meta.model_name or "", str(exc.key or "")[:64])
     elif isinstance(exc, PermissionDenied) and access is not None:
         org = access.org
         metadata["reason"] = "role"
@@ -252,6 +256,15 @@ def record_denied_access(
         outcome=Outcome.DENIED,
         metadata=metadata,
     )
+    if probers_org is not None:
+        record_event(
+            action="access.denied",
+            org=probers_org,
+            actor=actor,
+            target=target,
+            outcome=Outcome.DENIED,
+            metadata={"attempted": attempted, "reason": "not_found"},
+        )
 
 
 def require_person(access: Access) -> User:

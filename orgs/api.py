@@ -135,9 +135,7 @@ class MemberDetailApi(OrgScopedAPIView):
     required = {"GET": "org.view", "PATCH": "member.manage", "DELETE": "member.manage"}
 
     def _membership(self, username: str) -> Membership:
-        membership = (
-            selectors.members_list(org=self.access.org).filter(user__username=username).first()
-        )
+        membership = selectors.member_get(org=self.access.org, username=username)
         if membership is None:
             raise Http404("Not found.")
         return membership

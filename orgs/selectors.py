@@ -7,6 +7,7 @@ An object in another org, an unknown org, and an org the user is not a member of
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any, TypeVar
 
@@ -28,7 +29,10 @@ def memberships_for_user(user: User | AnonymousUser | object) -> QuerySet[Member
 
 
 def organization_get_by_slug(*, slug: str) -> Organization | None:
-    """For operator commands, which act on any organisation by slug."""
+    """For operator commands, which act on any organisation by slug (a slug no organisation
+    can have, with a NUL that PostgreSQL refuses in a query, finds none)."""
+    if "\x00" in slug:
+        return None
     return Organization.objects.filter(slug=slug).first()
 
 
@@ -41,6 +45,14 @@ def orgs_managed_by(*, user: User) -> QuerySet[Organization]:
 
 def members_list(*, org: Organization) -> QuerySet[Membership]:
     return scoped(Membership, org=org).select_related("user").order_by("user__username")
+
+
+def member_get(*, org: Organization, username: str) -> Membership | None:
+    """The member of `org` with this username, or None. A name no account can have (NUL, from
+    a URL path or a raw form field) is None without a query: PostgreSQL refuses NUL."""
+    if "\x00" in username:
+        return None
+    return members_list(org=org).filter(user__username=username).first()
 
 
 def owners_count(*, org: Organization) -> int:
@@ -80,6 +92,17 @@ def personal_token_get(*, user: User, token_id: Any) -> PersonalToken:
     if token is None:
         raise Http404("Not found.")
     return token
+
+
+def personal_tokens_active_for_members(
+    *, org: Organization | None, issued_before: datetime.datetime
+) -> QuerySet[PersonalToken]:
+    """Active personal tokens issued before a moment, of the members of `org` (None: of
+    everyone)."""
+    active = PersonalToken.objects.filter(revoked_at__isnull=True, created_at__lt=issued_before)
+    if org is not None:
+        active = active.filter(user__memberships__org=org)
+    return active.distinct()
 
 
 def personal_token_by_plaintext(plaintext: str) -> PersonalToken | None:

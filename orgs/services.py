@@ -9,7 +9,9 @@ role and its user's group membership change together here, and nowhere else.
 from __future__ import annotations
 
 import datetime
+from importlib import import_module
 
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -18,7 +20,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from audit.services import Actor, Target, record_event
-from orgs import tokens
+from orgs import selectors, tokens
 from orgs.models import (
     ApiToken,
     Membership,
@@ -326,6 +328,51 @@ def personal_token_revoke(
             metadata={"kind": "personal"},
         )
     return token
+
+
+def personal_tokens_revoke_for_members(
+    *, org: Organization | None, actor: Actor, issued_before: datetime.datetime
+) -> int:
+    """Revoke the personal tokens of `org`'s members (None: everyone's) issued before a
+    moment: a containment step of a breach. A personal token acts for its person in every
+    organisation, so a leaked one must stop everywhere; its person issues a new one from a
+    signed-in session. Each revocation is its own audited transaction."""
+    active = selectors.personal_tokens_active_for_members(org=org, issued_before=issued_before)
+    revoked = 0
+    for token in active.select_related("user").order_by("created_at"):
+        if personal_token_revoke(token=token, acting_user=None, actor=actor).revoked_at:
+            revoked += 1
+    return revoked
+
+
+def sessions_end_for_members(*, org: Organization | None) -> int:
+    """End the signed-in sessions of `org`'s members (None: every session): a containment step
+    of a breach. A session is keyed by a value the database holds as it is, so a copy of the
+    database signs anyone in as whoever was signed in. Works for the session engines that keep
+    their sessions in the database (`db`, the default, and `cached_db`); returns how many
+    sessions ended."""
+    from django.contrib.auth import SESSION_KEY
+    from django.contrib.sessions.models import Session
+
+    if settings.SESSION_ENGINE not in {
+        "django.contrib.sessions.backends.db",
+        "django.contrib.sessions.backends.cached_db",
+    }:
+        return 0
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    members = (
+        None
+        if org is None
+        else {
+            str(pk) for pk in Membership.objects.filter(org=org).values_list("user_id", flat=True)
+        }
+    )
+    ended = 0
+    for session in Session.objects.all().iterator():
+        if members is None or str(session.get_decoded().get(SESSION_KEY)) in members:
+            store(session.session_key).delete()  # the cache's copy too (cached_db)
+            ended += 1
+    return ended
 
 
 def api_token_mark_used(*, token: ApiToken, now: datetime.datetime | None = None) -> None:

@@ -2,8 +2,8 @@
 
 `membership_removed` is sent inside the transaction that removes a membership: whatever a
 receiver changes commits or rolls back with the removal. credentials revokes the person's
-per-credential grants in that organisation (a removed member keeps nothing, and someone
-re-added later starts from their role alone).
+per-credential grants in that organisation, agents the agent tokens they issued there (a
+removed member keeps nothing, and someone re-added later starts from their role alone).
 """
 
 from django.dispatch import Signal

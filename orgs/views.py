@@ -275,7 +275,7 @@ def _member_add(request: HttpRequest, access: Access, form: MemberAddForm) -> in
 def _member_change(request: HttpRequest, access: Access, op: str) -> int:
     form = MemberChangeForm(request.POST) if op == "change" else None
     username = request.POST.get("username", "")
-    membership = selectors.members_list(org=access.org).filter(user__username=username).first()
+    membership = selectors.member_get(org=access.org, username=username)
     if membership is None:
         raise Http404("No such member.")
     try:

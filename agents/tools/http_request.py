@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from requests.auth import AuthBase
 
 from config import redaction
 
@@ -44,6 +45,43 @@ class ToolResult:
     error: str = ""
 
 
+def _unstorable(text: str) -> bool:
+    """NUL (PostgreSQL's JSON refuses it) or a lone surrogate (UTF-8 cannot encode it)."""
+    return "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _bad_header_text(text: str) -> bool:
+    """Control characters (CR/LF would split the header) or what cannot be stored."""
+    return _unstorable(text) or any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+
+
+def _url_problem(url: str) -> str | None:
+    if _unstorable(url) or any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "Must not contain control characters."
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return "Must be an absolute http:// or https:// URL."
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return "Must be an absolute http:// or https:// URL."
+    if parts.username or parts.password:
+        return "Credentials do not belong in the URL: bind a credential."
+    sensitive_params = sorted(
+        {
+            k
+            for k, _ in parse_qsl(parts.query, keep_blank_values=True)
+            if redaction.is_sensitive_key(k)
+        }
+    )
+    if sensitive_params:
+        return (
+            f"Query parameter {', '.join(sensitive_params)} carries a secret: store it as a "
+            f"credential and bind it (placement query) instead."
+        )
+    return None
+
+
 def validate_config(config: object) -> dict[str, Any]:
     """Normalised config, or ValidationError. Secret-looking headers are refused here."""
     if not isinstance(config, dict):
@@ -58,28 +96,15 @@ def validate_config(config: object) -> dict[str, Any]:
     url = config.get("url")
     if not isinstance(url, str) or not url:
         errors["config.url"] = ["A URL is required."]
-    else:
-        parts = urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            errors["config.url"] = ["Must be an absolute http:// or https:// URL."]
-        elif parts.username or parts.password:
-            errors["config.url"] = ["Credentials do not belong in the URL: bind a credential."]
-        elif sensitive_params := sorted(
-            {
-                k
-                for k, _ in parse_qsl(parts.query, keep_blank_values=True)
-                if redaction.is_sensitive_key(k)
-            }
-        ):
-            errors["config.url"] = [
-                f"Query parameter {', '.join(sensitive_params)} carries a secret: store it as a "
-                f"credential and bind it (placement query) instead."
-            ]
+    elif problem := _url_problem(url):
+        errors["config.url"] = [problem]
     headers = config.get("headers", {})
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         errors["config.headers"] = ["Must be an object of string header names and values."]
+    elif any(_bad_header_text(k) or _bad_header_text(v) for k, v in headers.items()):
+        errors["config.headers"] = ["Header names and values must not contain control characters."]
     else:
         sensitive = sorted(k for k in headers if redaction.is_sensitive_key(k))
         if sensitive:
@@ -90,6 +115,8 @@ def validate_config(config: object) -> dict[str, Any]:
     body = config.get("body", "")
     if not isinstance(body, str) or len(body) > 65536:
         errors["config.body"] = ["Must be a string of at most 65536 characters."]
+    elif _unstorable(body):
+        errors["config.body"] = ["Must not contain NUL characters or lone surrogates."]
     timeout = config.get("timeout", settings.AGENT_HTTP_TIMEOUT_SECONDS)
     if not isinstance(timeout, (int, float)) or not 0 < timeout <= 120:
         errors["config.timeout"] = ["Must be a number of seconds between 0 and 120."]
@@ -113,17 +140,29 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
         return False
 
 
+class _NoHostLogin(AuthBase):
+    """The session's auth: adds nothing. Its only purpose is to be there, because requests
+    looks up ~/.netrc (or $NETRC) for a call that has no auth of its own: an agent pointed at a
+    host the worker's account has a login for would call it as the operator. A binding's own
+    basic auth, given per call, still takes its place."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
 _local = threading.local()
 
 
 def _session() -> requests.Session:
     """One session per worker thread, for its connection pool (keep-alive, TLS reuse: a new
     connection per call costs a TCP and TLS handshake). It holds no state a run could leave
-    for the next: no cookies, no auth, no default headers; each call brings its own."""
+    for the next: no cookies, no auth, no default headers; each call brings its own. Nor does
+    it lend the worker host's logins (~/.netrc) to anyone."""
     session: requests.Session | None = getattr(_local, "session", None)
     if session is None:
         session = requests.Session()
         session.cookies.set_policy(_NoCookies())
+        session.auth = _NoHostLogin()
         _local.session = session
     return session
 

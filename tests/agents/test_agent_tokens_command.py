@@ -43,6 +43,17 @@ def test_issue_prints_only_the_token_and_it_works(world: World):
     assert AgentToken.objects.get(name="cli").expires_at is not None
 
 
+def test_list_escapes_control_characters_in_names(world: World):
+    # A member names agents and tokens; the table must not carry terminal escapes.
+    world.agent.name = "invoicer\x1b[2J"
+    world.agent.save()
+    AgentToken.objects.filter(pk=world.token.pk).update(name="ci\r\u202e")
+    out, _ = _run("list", "--org", "acme")
+    assert "invoicer\\x1b[2J" in out
+    assert "ci\\x0d\\u202e" in out
+    assert all(ch == "\n" or ch.isprintable() for ch in out)
+
+
 def test_list_shows_metadata_and_never_a_token(world: World):
     out, _ = _run("list", "--org", "acme", "--json")
     rows = json.loads(out)
@@ -91,6 +102,20 @@ def test_revoke_one_then_all(world: World):
         ),
         (["revoke", "--org", "acme"], "either a token id or --all"),
         (["revoke", "--org", "acme", "not-a-uuid"], "is not a token id"),
+        # Odd arguments are refused like any bad input, not a traceback (PostgreSQL refuses
+        # NUL and over-long names; a date past the year 9999 overflows).
+        (["list", "--org", "acme\x00"], "No organisation with slug"),
+        (["list", "--org", "acme", "--agent", "invoicer\x00"], "No agent"),
+        (["issue", "--org", "acme", "--agent", "invoicer", "--name", "a\x00"], "--name"),
+        (["issue", "--org", "acme", "--agent", "invoicer", "--name", "x" * 101], "--name"),
+        (["issue", "--org", "acme", "--agent", "invoicer", "--name", " "], "--name"),
+        (
+            [
+                *("issue", "--org", "acme", "--agent", "invoicer", "--name", "x"),
+                *("--expires-in-days", "99999999"),
+            ],
+            "--expires-in-days",
+        ),
     ],
 )
 def test_bad_input_is_refused_and_changes_nothing(world: World, args, message):

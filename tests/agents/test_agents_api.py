@@ -72,6 +72,17 @@ def test_create_and_read_an_agent_with_a_binding(personas, api_for, credential, 
         ({"url": "https://example.com", "timeout": 0}, "config.timeout"),
         ({"url": "https://example.com", "surprise": 1}, "config"),
         ("not-an-object", "config"),
+        # Odd input is a field error, not a 500 (nor a row PostgreSQL cannot store).
+        ({"url": "https://[::1/v1"}, "config.url"),
+        ({"url": "https://example.com:99999/"}, "config.url"),
+        ({"url": "https://example.com/\x00"}, "config.url"),
+        ({"url": "https://example.com", "headers": {"X-Trace": "a\x00b"}}, "config.headers"),
+        ({"url": "https://example.com", "headers": {"X-\x00": "b"}}, "config.headers"),
+        (
+            {"url": "https://example.com", "headers": {"X-Trace": "a\r\nX-Evil: 1"}},
+            "config.headers",
+        ),
+        ({"url": "https://example.com", "body": "a\x00b"}, "config.body"),
     ],
 )
 def test_agent_config_refuses_bad_or_secret_bearing_values(
@@ -83,6 +94,25 @@ def test_agent_config_refuses_bad_or_secret_bearing_values(
     assert response.status_code == 400
     assert field in response.json()
     assert "CANARY" not in response.content.decode()
+    assert not Agent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ('{"url": "https://example.com/\\ud800"}', "config.url"),
+        ('{"url": "https://example.com", "headers": {"X-Trace": "\\udfff"}}', "config.headers"),
+        ('{"url": "https://example.com", "body": "\\ud800"}', "config.body"),
+    ],
+)
+def test_agent_config_with_a_lone_surrogate_is_a_field_error(
+    personas, api_for, credential, config, field
+):
+    # Sent as JSON text: a client can escape a lone surrogate, which UTF-8 cannot encode.
+    body = f'{{"name": "caller", "config": {config}}}'
+    response = api_for(personas.member).post(BASE, body, content_type="application/json")
+    assert response.status_code == 400
+    assert field in response.json()
     assert not Agent.objects.exists()
 
 

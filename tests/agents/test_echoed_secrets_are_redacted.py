@@ -45,6 +45,14 @@ class _EchoEndpoint:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 key = self.headers.get("X-Api-Key", "")
+                if self.path.startswith("/reason"):
+                    # The secret in the status line's reason phrase, where the run's error
+                    # quotes it, after padding that puts its 500th character inside it.
+                    pad = int(self.path.rpartition("=")[2])
+                    self.send_response(401, "x" * pad + key)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 _, _, encoded = self.headers.get("Authorization", "").partition(" ")
                 password = base64.b64decode(encoded).decode().partition(":")[2] if encoded else ""
                 lines = [*_escapes(key), encoded, password, *_escapes(password)]
@@ -115,6 +123,44 @@ def test_a_header_credential_echoed_escaped_or_hex_encoded_is_redacted(
         assert form not in run.output["body"], form
         assert form not in stored, form
     assert secret not in celery_worker.log_text()
+
+
+def test_a_secret_echoed_in_the_reason_phrase_is_redacted_before_any_cut(
+    personas, celery_worker, echo
+):
+    """The run's error ("endpoint answered 401 <reason>") is cut to 500 characters for its
+    audit event and log line: cut before redaction, the head of a secret straddling the cut
+    no longer matched and was kept there, readable by every role that reads the trail."""
+    from audit.models import AuditEvent
+
+    secret = f"sk-live-{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    prefix = "endpoint answered 401 "
+    pad = 500 - len(prefix) - 20  # the cut falls 20 characters into the secret
+    credential = credential_create(
+        org=personas.org, acting_user=personas.admin, name="reason", secret=secret
+    )
+    agent = agent_create(
+        org=personas.org,
+        acting_user=personas.admin,
+        name="reason",
+        config={"method": "GET", "url": echo.url.replace("/echo", f"/reason?pad={pad}")},
+        bindings=[BindingSpec("cred", credential.id, "header", "X-Api-Key")],
+    )
+    run = celery_worker.wait_for_run(agent_run_create(agent=agent, acting_user=None).id)
+
+    assert run.status == RunStatus.FAILED
+    assert secret not in run.error
+    finish = AuditEvent.objects.get(action="agent_run.finish", target_id=str(run.id))
+    head = secret[:16]
+    assert head not in json.dumps(finish.metadata)
+    celery_worker.wait_for_log(
+        lambda r: (
+            r.get("jobId") == str(run.id)
+            and "agent run" in str(r.get("message"))
+            and r.get("status") == "failed"
+        )
+    )
+    assert head not in celery_worker.log_text()
 
 
 def test_a_basic_auth_credential_echoed_as_base64_or_as_its_password_is_redacted(

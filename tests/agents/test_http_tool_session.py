@@ -3,6 +3,7 @@ target sets in one run never rides along on the next (possibly another org's) ru
 
 from __future__ import annotations
 
+import base64
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,7 +22,11 @@ def cookie_setter():
 
         def do_GET(self):
             seen.append(
-                {"cookie": self.headers.get("Cookie", ""), "auth": self.headers.get("X-Key", "")}
+                {
+                    "cookie": self.headers.get("Cookie", ""),
+                    "auth": self.headers.get("X-Key", ""),
+                    "authorization": self.headers.get("Authorization", ""),
+                }
             )
             ports.append(self.client_address[1])
             body = b"ok"
@@ -56,3 +61,32 @@ def test_cookies_never_carry_over_and_connections_are_reused(cookie_setter, sett
     assert [s["cookie"] for s in seen] == ["", ""]
     assert [s["auth"] for s in seen] == ["org-a-key", "org-b-key"]
     assert ports[0] == ports[1]  # the same TCP connection: kept alive between runs
+
+
+def test_the_worker_hosts_netrc_never_lends_its_login_to_an_agent(
+    cookie_setter, tmp_path, monkeypatch
+):
+    """requests sends ~/.netrc's login for a host when a call brings no auth of its own: an
+    agent pointed at a host the worker's account has a login for (a package index, a git
+    server) would call it as the operator, and its run output shows what came back."""
+    url, seen, _ = cookie_setter
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login operator password operators-own-password\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    config = {"method": "GET", "url": url, "headers": {}}
+
+    header = http_request.run(
+        config, [http_request.Injection("header", "X-Key", "{secret}", "agent-key")]
+    )
+    basic = http_request.run(
+        config, [http_request.Injection("basic_auth", "agent", "{secret}", "agents-password")]
+    )
+
+    assert header.ok
+    assert basic.ok
+    assert seen[0]["authorization"] == ""
+    # The agent's own basic-auth credential still goes out.
+    assert (
+        seen[1]["authorization"] == "Basic " + base64.b64encode(b"agent:agents-password").decode()
+    )

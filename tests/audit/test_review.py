@@ -225,6 +225,36 @@ def test_use_of_a_revoked_token_is_flagged_once_per_token(personas):
     assert "revoked" in finding.summary
 
 
+def test_an_orgs_review_includes_its_members_revoked_personal_tokens(personas):
+    """A personal token acts for its person in every org, so its refusals are in the system
+    trail: an org's review (and the report of an org's breach_response) read only the org's
+    and missed a leaked member's token still being tried."""
+    from rest_framework.test import APIClient
+
+    from orgs.services import personal_token_issue, personal_token_revoke
+
+    def present_revoked(user) -> None:
+        token, plaintext = personal_token_issue(user=user, name="laptop")
+        personal_token_revoke(token=token, acting_user=user)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+        assert client.get("/api/orgs/").status_code == 401
+
+    present_revoked(personas.member)  # acme's
+    present_revoked(personas.outsider)  # globex's only
+    now = timezone.now()
+    since, until = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1)
+
+    def findings(org):
+        return review(since=since, until=until, org_id=org.id, detectors=["revoked_token_use"])
+
+    acme, globex = findings(personas.org), findings(personas.other_org)
+
+    assert [f.actor for f in acme] == ["user:member"]
+    assert "member/laptop" in acme[0].summary
+    assert [f.actor for f in globex] == ["user:outsider"]
+
+
 def test_no_revoked_token_use_no_finding(personas):
     with _at(T0):
         record_event(action="token.issue", org=personas.org, actor=Actor.for_user(personas.admin))
@@ -285,10 +315,71 @@ def test_the_command_prints_findings_with_evidence_and_json(personas):
         assert json.loads(out.getvalue())["findings"] == []
 
 
-@pytest.mark.parametrize("since", ["yesterday", "0h", "-1d", "24"])
+def test_names_cannot_rewrite_the_operators_terminal(personas, api_for):
+    """An agent's name is anyone's text (a member picks it), and the review prints it: control
+    characters in it must not reach the terminal, where they could erase or overwrite the
+    findings around it (ESC [1A ESC [2K: up a line, clear it)."""
+    from rest_framework.test import APIClient
+
+    from agents.services import agent_token_issue, agent_token_revoke
+
+    evil = "nightly\x1b[1A\x1b[2K\r\u202eall clear"
+    credential = credential_create(
+        org=personas.org, acting_user=personas.member, name="k", secret="s3cr3t-value"
+    )
+    created = api_for(personas.member).post(
+        "/api/orgs/acme/agents/",
+        {
+            "name": evil,
+            "config": {"method": "GET", "url": "https://api.example.com/"},
+            "bindings": [
+                {
+                    "slot": "a",
+                    "credential": str(credential.id),
+                    "placement": "header",
+                    "target": "X-Key",
+                }
+            ],
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    from agents.models import Agent
+
+    agent = Agent.objects.get(pk=created.json()["id"])
+    token, plaintext = agent_token_issue(agent=agent, name="ci", acting_user=personas.member)
+    agent_token_revoke(token=token, acting_user=personas.member)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    assert client.get("/api/orgs/").status_code == 401
+
+    out = io.StringIO()
+    call_command("audit", "review", "--since", "1h", "--detector", "revoked_token_use", stdout=out)
+    text = out.getvalue()
+    assert "[revoked_token_use]" in text
+    assert not [ch for ch in text if ch not in "\n" and not ch.isprintable()]
+    assert "nightly\\x1b[1A\\x1b[2K\\x0d\\u202eall clear/ci" in text  # shown, escaped
+
+
+@pytest.mark.parametrize("since", ["yesterday", "0h", "-1d", "24", "999999d"])
 def test_a_bad_since_is_refused(since):
     with pytest.raises(CommandError, match="--since"):
         call_command("audit", "review", "--since", since, stdout=io.StringIO())
+
+
+def test_an_org_slug_with_a_nul_is_refused_like_an_unknown_one(personas):
+    with pytest.raises(CommandError, match="No organisation with slug"):
+        call_command("audit", "review", "--org", "acme\x00", stdout=io.StringIO())
+
+
+def test_a_long_since_reads_back_to_the_first_event(personas):
+    # 99999 days fit, but the decrypt-volume baseline (7 windows more) would reach back
+    # before the year 1: it starts at the beginning of time instead of crashing.
+    _denied(personas, 10)
+    with _at(T0 + datetime.timedelta(minutes=5)):
+        out = io.StringIO()
+        call_command("audit", "review", "--since", "99999d", stdout=out)
+    assert "1 finding(s)" in out.getvalue()
 
 
 def test_now_is_the_end_of_the_window(personas):

@@ -373,5 +373,6 @@ def test_a_deleted_orgs_trail_is_still_verified_by_its_id(trail, personas):
 
 def test_bad_arguments_are_refused_with_a_clear_error(trail):
     assert "No organisation with slug 'nope'" in verify("--org", "nope").error
+    assert "No organisation with slug" in verify("--org", "acme\x00").error  # not a traceback
     assert "SEQUENCE:HASH" in verify("--org", "acme", "--anchor", "3:abc").error
     assert "--anchor needs one chain" in verify("--anchor", f"1:{'a' * 64}").error

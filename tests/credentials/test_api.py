@@ -132,6 +132,8 @@ def test_patch_refuses_a_secret_and_points_to_the_secret_endpoint(personas, api_
         pytest.param({"name": "n"}, "secret", id="missing-secret"),
         pytest.param({"name": "n", "secret": ""}, "secret", id="blank-secret"),
         pytest.param({"name": "n", "secret": "   "}, "secret", id="whitespace-secret"),
+        # Shorter than the redaction scrubs: echoed back, it would stay in the run's output.
+        pytest.param({"name": "n", "secret": "C4n"}, "secret", id="too-short-to-redact"),
         pytest.param({"name": "n", "secret": "CANARY-" + "x" * 16384}, "secret", id="too-long"),
         pytest.param({"name": "n", "secret": 123456789}, "secret", id="number-secret"),
         pytest.param({"name": "n", "secret": ["CANARY-in-list"]}, "secret", id="list-secret"),
@@ -158,6 +160,18 @@ def test_bad_input_gets_400_with_field_errors_that_never_echo(personas, api_for,
 def test_malformed_json_is_a_400_that_does_not_echo(personas, api_for):
     response = api_for(personas.member).post(
         BASE, data='{"name": "n", "secret": "CANARY-broken', content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "CANARY" not in response.content.decode()
+
+
+def test_deeply_nested_json_is_a_400_that_does_not_echo(personas, api_for):
+    # Python's JSON decoder recurses: nesting past its limit raised RecursionError (a 500).
+    nested = "[" * 100_000 + "]" * 100_000
+    response = api_for(personas.member).post(
+        BASE,
+        data='{"name": "n", "secret": "CANARY-deep", "x": ' + nested + "}",
+        content_type="application/json",
     )
     assert response.status_code == 400
     assert "CANARY" not in response.content.decode()

@@ -186,6 +186,7 @@ def test_an_interrupted_run_resumes_and_keeps_what_happened_since(breached, tmp_
         (["--org", "acme", "--new-key", "v9"], "new key local:v9 is not configured"),
         (["--org", "acme", "--new-key", "v1"], "the active key is local:v2"),
         (["--org", "nope", "--new-key", "v2"], "No organisation with slug 'nope'"),
+        (["--org", "acme\x00", "--new-key", "v2"], "No organisation with slug"),
         (["--org", "acme", "--new-key", "v2"], "pass --yes"),  # no terminal, no --yes
     ],
 )
@@ -207,3 +208,174 @@ def test_all_covers_every_organisation(breached, tmp_path):
     incident = Incident.objects.get()
     assert incident.all_orgs
     assert AuditEvent.objects.filter(action="incident.close", org=None).exists()
+
+
+def test_the_members_personal_tokens_stop_working_too(breached, tmp_path):
+    """A personal token acts for its person: with a member's, someone could repoint an agent
+    they may use and run it, and so receive the very secrets people reset after the breach."""
+    from rest_framework.test import APIClient
+
+    from orgs.services import personal_token_issue
+
+    world, _ = breached
+    _, members = personal_token_issue(user=world.p.member, name="laptop")
+    _, outsiders = personal_token_issue(user=world.p.outsider, name="globex-only")
+
+    def status(plaintext: str) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+        return client.get("/api/orgs/").status_code
+
+    assert status(members) == status(outsiders) == 200
+    plan = _run("--org", "acme", "--new-key", "v2", "--dry-run", report_dir=tmp_path)
+    assert "and 1 personal token(s) of its members" in plan
+
+    _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+
+    assert status(members) == 401
+    assert status(outsiders) == 200  # globex's people are not in scope
+    revoked = AuditEvent.objects.get(action="token.revoke", metadata__kind="personal")
+    assert revoked.target_label == "member/laptop"
+    step = AuditEvent.objects.get(action="incident.step", metadata__step="revoke_tokens")
+    assert step.metadata["personal_revoked"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_credential_a_run_holds_at_that_moment_is_marked_too(breached):
+    """A worker's claim locks the credential rows it decrypts (it records their last use)
+    until it commits, longer with a KMS key that retries. Marking skipped locked rows and
+    stopped at the first empty batch: the credential most in use, the one an attacker might be
+    using right then, stayed active, and the step reported success. On PostgreSQL the row is
+    really held by another connection here; SQLite has no row locks, so nothing is skipped."""
+    import threading
+
+    from django.db import connection, connections, transaction
+    from django.utils import timezone
+
+    from audit.services import SYSTEM
+    from credentials.services import credentials_mark_compromised
+
+    world, _ = breached
+    wait = 30  # seconds before a step that never comes fails the test (no timing assertion)
+    locked, stop_holding = threading.Event(), threading.Event()
+    postgresql = connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()" if postgresql else "SELECT 0")
+        marker_pid = cursor.fetchone()[0]
+    holder_saw: list[str] = []
+
+    def holder() -> None:
+        try:
+            if not postgresql:
+                return
+            with transaction.atomic():
+                # What the worker's claim does to a credential it decrypts.
+                Credential.objects.filter(pk=world.credential.pk).update(
+                    last_used_at=timezone.now()
+                )
+                locked.set()
+                give_up = threading.Timer(wait, stop_holding.set)  # never hold it forever
+                give_up.start()
+                with connection.cursor() as cursor:
+                    while not stop_holding.wait(0.01):
+                        cursor.execute(
+                            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                            [marker_pid],
+                        )
+                        row = cursor.fetchone()
+                        if row and row[0] == "Lock":
+                            holder_saw.append("marker waiting")
+                            break  # commit: the marker may go on
+                give_up.cancel()
+        finally:
+            locked.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert locked.wait(wait)
+        credentials_mark_compromised(
+            org=world.p.org, secret_replaced_before=timezone.now(), actor=SYSTEM
+        )
+    finally:
+        stop_holding.set()
+        thread.join(wait)
+
+    assert set(_acme(world).values_list("status", flat=True)) == {CredentialStatus.COMPROMISED}
+    if postgresql:
+        assert holder_saw == ["marker waiting"]
+
+
+@pytest.mark.usefixtures("breached")
+def test_the_report_never_writes_through_a_link_planted_at_its_path(tmp_path):
+    """The report's name is known once the incident is (the first run prints it): someone who
+    can write to the report directory could plant a link there to a file of the operator's,
+    which the resumed run would overwrite. The report is written to a new file, 0600 from the
+    start, that then takes the name."""
+    with (
+        override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=9,  # discard: nothing listens, so step 4 fails and the run stops
+            EMAIL_TIMEOUT=2,
+        ),
+        pytest.raises(CommandError),
+    ):
+        _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+    incident = Incident.objects.get()
+    victim = tmp_path / "operators-file"
+    victim.write_text("keep me")
+    victim.chmod(0o644)
+    planted = tmp_path / f"incident-{incident.id}-review.json"
+    planted.symlink_to(victim)
+
+    _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+
+    assert victim.read_text() == "keep me"
+    assert not planted.is_symlink()
+    assert planted.stat().st_mode & 0o777 == 0o600
+    assert json.loads(planted.read_text())["incident"] == str(incident.id)
+
+
+def test_the_members_signed_in_sessions_end_too(breached, tmp_path, client):
+    """Sessions are keyed by a value the database holds as it is (django_session): with a copy
+    of the database, one of the breaches this playbook is for, anyone could sign in as any
+    member who was signed in, repoint an agent they may use and receive the reset secrets."""
+    from django.test import Client
+
+    world, _ = breached
+    member, outsider = Client(), Client()
+    member.force_login(world.p.member)
+    outsider.force_login(world.p.outsider)
+    assert member.get("/orgs/acme/").status_code == 200
+    assert outsider.get("/orgs/globex/").status_code == 200
+
+    _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+
+    assert member.get("/orgs/acme/").status_code == 302  # to the sign-in page
+    assert outsider.get("/orgs/globex/").status_code == 200  # not in scope
+    step = AuditEvent.objects.get(action="incident.step", metadata__step="revoke_tokens")
+    assert step.metadata["sessions_ended"] == 1
+
+
+def test_a_resumed_run_does_not_sign_people_out_again(breached, tmp_path):
+    from django.test import Client
+
+    world, _ = breached
+    with (
+        override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=9,  # discard: nothing listens, so step 4 fails and the run stops
+            EMAIL_TIMEOUT=2,
+        ),
+        pytest.raises(CommandError),
+    ):
+        _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+    resetting = Client()  # signs in again to reset a credential
+    resetting.force_login(world.p.member)
+
+    _run("--org", "acme", "--new-key", "v2", "--yes", report_dir=tmp_path)
+
+    assert resetting.get("/orgs/acme/").status_code == 200

@@ -55,3 +55,40 @@ def test_a_removal_that_is_refused_keeps_the_grants(world: World):
     with pytest.raises(ValidationError, match="at least one owner"):
         membership_remove(membership=Membership.objects.get(org=p.org, user=p.owner))
     assert CredentialUserObjectPermission.objects.filter(user=p.owner).exists()
+
+
+def test_agent_tokens_a_removed_member_issued_are_revoked_with_the_membership(world: World):
+    """The token was shown once, to them: a former member who kept a copy must not go on
+    running the agent (which sends the org's credential) and reading its runs."""
+    from rest_framework.test import APIClient
+
+    from agents.services import agent_token_issue
+
+    p = world.p
+    mine, plaintext = agent_token_issue(agent=world.agent, name="laptop", acting_user=p.member)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    assert client.get(f"/api/orgs/acme/agents/{world.agent.id}/runs/").status_code == 200
+
+    membership_remove(membership=Membership.objects.get(org=p.org, user=p.member), actor=None)
+
+    assert client.post(f"/api/orgs/acme/agents/{world.agent.id}/runs/").status_code == 401
+    assert client.get(f"/api/orgs/acme/agents/{world.agent.id}/runs/").status_code == 401
+    mine.refresh_from_db()
+    assert mine.revoked_at is not None
+    revoked = AuditEvent.objects.get(action="token.revoke", target_id=str(mine.id))
+    assert (revoked.org_id, revoked.metadata["kind"]) == (p.org.id, "agent")
+    # Tokens others issued for the same agent keep working.
+    world.token.refresh_from_db()
+    assert world.token.revoked_at is None
+
+
+def test_a_refused_removal_keeps_the_members_agent_tokens(world: World):
+    from agents.services import agent_token_issue
+
+    p = world.p
+    token, _ = agent_token_issue(agent=world.agent, name="owner's", acting_user=p.owner)
+    with pytest.raises(ValidationError, match="at least one owner"):
+        membership_remove(membership=Membership.objects.get(org=p.org, user=p.owner))
+    token.refresh_from_db()
+    assert token.revoked_at is None

@@ -283,3 +283,20 @@ def test_matrix_scopes_are_any_or_own():
     for rule in RULES:
         assert set(rule.scopes.values()) <= {ANY, OWN}
         assert Role.OWNER in rule.scopes  # owners may do everything there is
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "\x00"])
+def test_a_username_no_account_can_have_is_a_404_not_a_500(world, api_for, name):
+    """URL paths carry a username in three places; NUL (no username holds one) must answer
+    like any unknown name (PostgreSQL refuses NUL in a query: that was a 500)."""
+    from urllib.parse import quote
+
+    client = api_for(world.p.owner)
+    member = f"/api/orgs/acme/members/{quote(name)}/"
+    assert client.get(member).status_code == 404
+    assert client.patch(member, {"role": "auditor"}, format="json").status_code == 404
+    assert client.delete(member).status_code == 404
+    grant = f"/api/orgs/acme/credentials/{world.credential.id}/grants/user/{quote(name)}/use/"
+    response = client.delete(grant)
+    assert response.status_code == 400
+    assert response.json() == {"user": ["No such member of this organisation."]}

@@ -104,6 +104,18 @@ def test_a_blank_secret_is_refused_by_the_services_rule(personas, browser_for):
     assert not Credential.objects.filter(org=personas.org).exists()
 
 
+def test_a_secret_too_short_to_scrub_is_refused(personas, browser_for):
+    response = browser_for(personas.member).post(
+        reverse("ui:credential-create", kwargs={"org": "acme"}),
+        {"name": "pin", "kind": "password", "secret": "C4n"},
+    )
+
+    assert response.status_code == 200
+    assert "The secret is too short" in _html(response)
+    assert "C4n" not in _html(response)
+    assert not Credential.objects.filter(org=personas.org).exists()
+
+
 def test_an_invalid_kind_error_does_not_quote_the_submitted_value(personas, browser_for, canary):
     response = browser_for(personas.member).post(
         reverse("ui:credential-create", kwargs={"org": "acme"}),

@@ -111,3 +111,13 @@ def test_members_and_auditors_see_the_list_without_controls(personas, browser_fo
             .status_code
             == 403
         )
+
+
+@pytest.mark.parametrize("op", ["remove", "change"])
+def test_a_username_no_account_can_have_is_a_404_not_a_500(personas, browser_for, op):
+    # No username holds a NUL; PostgreSQL refuses one in a query (that was a 500).
+    response = browser_for(personas.owner).post(
+        reverse("ui:members", kwargs={"org": "acme"}),
+        {"op": op, "username": "a\x00b", "role": "member"},
+    )
+    assert response.status_code == 404

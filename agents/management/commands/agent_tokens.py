@@ -25,8 +25,11 @@ from agents import selectors, services
 from agents.models import Agent, AgentToken
 from audit.models import ActorType
 from audit.services import Actor
+from config.text import printable
 from orgs.models import Organization
 from orgs.selectors import organization_get_by_slug, scoped
+
+MAX_DAYS = 36500  # a hundred years; far more overflows the date
 
 
 def _operator() -> Actor:
@@ -76,20 +79,27 @@ class Command(BaseCommand):
         try:
             agent = agents.filter(pk=uuid.UUID(name_or_id)).first()
         except ValueError:
-            agent = agents.filter(name=name_or_id).first()
+            # No agent's name holds a NUL (PostgreSQL refuses one in a query).
+            agent = agents.filter(name=name_or_id).first() if "\x00" not in name_or_id else None
         if agent is None:
             raise CommandError(f"No agent {name_or_id!r} in organisation {org.slug!r}.")
         return agent
 
     def _issue(self, org: Organization, options: dict[str, Any]) -> None:
         agent = self._agent(org, options["agent"])
+        name = options["name"]
+        max_length = AgentToken._meta.get_field("name").max_length or 100
+        if not name.strip() or len(name) > max_length or "\x00" in name:
+            raise CommandError(f"--name must be 1 to {max_length} characters, without NUL.")
         days = options["expires_in_days"]
-        if days is not None and days <= 0:
-            raise CommandError("--expires-in-days must be a positive number of days.")
+        if days is not None and not 0 < days <= MAX_DAYS:
+            raise CommandError(
+                f"--expires-in-days must be a positive number of days, at most {MAX_DAYS}."
+            )
         expires_at = timezone.now() + datetime.timedelta(days=days) if days else None
         token, plaintext = services.agent_token_issue(
             agent=agent,
-            name=options["name"],
+            name=name,
             expires_at=expires_at,
             acting_user=None,
             actor=_operator(),
@@ -126,7 +136,8 @@ class Command(BaseCommand):
             self.stdout.write(f"No agent tokens in {org.slug}.")
             return
         columns = ["id", "agent", "name", "token", "state", "created_at", "last_used_at"]
-        table = [columns, *[[str(r[c] or "-") for c in columns] for r in rows]]
+        # Agent and token names are anyone's text: no raw control characters on a terminal.
+        table = [columns, *[[printable(str(r[c] or "-")) for c in columns] for r in rows]]
         widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
         for row in table:
             self.stdout.write(

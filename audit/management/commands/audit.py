@@ -21,6 +21,7 @@ from django.utils import timezone
 from audit.chain import SYSTEM_CHAIN, chain_key
 from audit.review import DETECTORS, event_as_dict, review
 from audit.verification import Anchor, ChainReport, chain_keys, verify_chain
+from config.text import printable
 from orgs.models import Organization
 
 _ANCHOR_RE = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
@@ -104,14 +105,18 @@ class Command(BaseCommand):
         span = _parse_span(since)
         org_id = None
         if org is not None:
-            org_id = Organization.objects.filter(slug=org).values_list("id", flat=True).first()
+            org_id = _org_id(org)
             if org_id is None:
                 raise CommandError(f"No organisation with slug {org!r}.")
         until = timezone.now()
-        findings = review(since=until - span, until=until, org_id=org_id, detectors=detectors)
+        try:
+            since_at = until - span
+        except OverflowError:
+            raise CommandError("--since reaches back before the year 1.") from None
+        findings = review(since=since_at, until=until, org_id=org_id, detectors=detectors)
         if as_json:
             document = {
-                "since": (until - span).isoformat(),
+                "since": since_at.isoformat(),
                 "until": until.isoformat(),
                 "org": org,
                 "findings": [finding.as_dict() for finding in findings],
@@ -119,23 +124,28 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(document, indent=2, default=str))
             return
         scope = f"organisation {org}" if org else "every organisation and the system trail"
-        self.stdout.write(
-            f"Access review of {scope}, {until - span:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} "
+
+        def write(line: str) -> None:
+            # Names in findings are anyone's text: never raw control characters on a terminal.
+            self.stdout.write(printable(line))
+
+        write(
+            f"Access review of {scope}, {since_at:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} "
             f"UTC: {len(findings)} finding(s)."
         )
         for number, finding in enumerate(findings, 1):
-            self.stdout.write("")
-            self.stdout.write(f"{number}. [{finding.detector}] {finding.title}: {finding.actor}")
-            self.stdout.write(f"   {finding.summary}")
+            write("")
+            write(f"{number}. [{finding.detector}] {finding.title}: {finding.actor}")
+            write(f"   {finding.summary}")
             shown = (
                 f" (first {len(finding.evidence)})"
                 if finding.evidence_count > len(finding.evidence)
                 else ""
             )
-            self.stdout.write(f"   evidence, {finding.evidence_count} event(s){shown}:")
+            write(f"   evidence, {finding.evidence_count} event(s){shown}:")
             for event in finding.evidence:
                 row = event_as_dict(event)
-                self.stdout.write(
+                write(
                     f"     #{row['id']} {row['occurred_at'][:19]} {row['action']} "
                     f"{row['outcome']} by {row['actor']} on {row['target']}"
                     + (f" job {row['job_id']}" if row["job_id"] else "")
@@ -195,8 +205,14 @@ def _parse_span(value: str) -> datetime.timedelta:
     return datetime.timedelta(**{_UNITS[unit]: amount})
 
 
+def _org_id(slug: str) -> uuid.UUID | None:
+    if "\x00" in slug:  # no slug holds one, and PostgreSQL refuses it in a query
+        return None
+    return Organization.objects.filter(slug=slug).values_list("id", flat=True).first()
+
+
 def _chain_of_org(value: str) -> str:
-    org_id = Organization.objects.filter(slug=value).values_list("id", flat=True).first()
+    org_id = _org_id(value)
     if org_id is not None:
         return chain_key(org_id)
     try:

@@ -165,7 +165,9 @@ class Command(BaseCommand):
             f"(new data keys), from "
             + (", ".join(f"{k}: {n}" for k, n in plan.rows_to_rotate.items()) or "no other key")
             + f"; {plan.rows_under_target} already under it",
-            f"2. revoke_tokens: {would}revoke {plan.active_tokens} active agent token(s)",
+            f"2. revoke_tokens: {would}revoke {plan.active_tokens} active agent token(s) "
+            f"and {plan.active_personal_tokens} personal token(s) of its members, and end "
+            f"their signed-in sessions",
             f"3. mark_compromised: {would}mark {plan.credentials_to_mark} credential(s) "
             f"compromised",
             f"4. notify: {would}mail {len(plan.recipients)} person(s)"
