@@ -16,7 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from agents import selectors, services
-from agents.models import Agent, RunStatus
+from agents.models import Agent, AgentRun, RunStatus
 from config.forms import add_service_errors
 from credentials.selectors import credential_get_for
 from orgs.access import Access, ScopedObjectNotFound
@@ -195,6 +195,9 @@ def credential_test_result(
 ) -> HttpResponse:
     credential = credential_get_for(access=access, credential_id=credential_id)
     run = selectors.run_get_for(access=access, run_id=run_id)
+    if not run.agent.bindings.filter(credential=credential).exists():
+        # Not a test of this credential: the page under its URL shows only those.
+        raise ScopedObjectNotFound(AgentRun, run.id, access.org)
     return render_org_page(
         request,
         access,
