@@ -55,6 +55,8 @@ def test_every_seal_uses_a_fresh_data_key_and_nonce(ring):
     assert first.wrapped_data_key != second.wrapped_data_key
     assert first.ciphertext != second.ciphertext
     assert first.ciphertext[:12] != second.ciphertext[:12]
+    assert first.wrapped_data_key[:12] != second.wrapped_data_key[:12]
+    assert first.wrapped_data_key[:12] != first.ciphertext[:12]
 
 
 def test_stored_form_holds_neither_plaintext_nor_a_clear_data_key(ring):
@@ -65,8 +67,13 @@ def test_stored_form_holds_neither_plaintext_nor_a_clear_data_key(ring):
         return captured[-1]
 
     sealed = crypto.seal(b"PLAINTEXT-MARKER", context=_context(), keyring=ring, rng=recording_rng)
-    # One draw gives the data key and its payload nonce.
-    data_key = next(b[:32] for b in captured if len(b) == 44)
+    # With a local KEK one draw per seal gives the data key, its payload nonce and the wrap's
+    # nonce, each stored where the format says (nonce || ciphertext || tag per layer).
+    (draw,) = captured
+    assert len(draw) == 56
+    data_key = draw[:32]
+    assert sealed.ciphertext[:12] == draw[32:44]
+    assert sealed.wrapped_data_key[:12] == draw[44:]
     for stored in (sealed.wrapped_data_key, sealed.ciphertext):
         assert b"PLAINTEXT-MARKER" not in stored
         assert data_key not in stored
@@ -196,5 +203,10 @@ def test_the_fast_associated_data_is_byte_identical_to_canonical_json(
     exactly canonical_aad's encoding."""
     from credentials.crypto.aead import canonical_aad
 
-    associated = EncryptionContext(org_id=org_id, credential_id=credential_id).for_purpose(purpose)
+    context = EncryptionContext(org_id=org_id, credential_id=credential_id)
+    associated = context.for_purpose(purpose)
     assert associated.encoded == canonical_aad(dict(associated))
+    # The two layers the envelope reads as attributes are the same mappings and bytes.
+    for layer, name in ((context.payload_aad, "payload"), (context.data_key_aad, "data-key")):
+        assert layer.encoded == canonical_aad({**dict(associated), "purpose": name})
+        assert context.for_purpose(name) is layer

@@ -10,6 +10,7 @@ import json
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import transaction
 from django.test import override_settings
 
 from audit.models import AuditEvent
@@ -138,32 +139,68 @@ def test_dry_run_counts_and_changes_nothing(under_v1):
 
 def test_a_row_replaced_after_it_was_read_is_not_overwritten_with_stale_data(personas, under_v1):
     """The batch UPDATE is a compare-and-set on (key_id, wrapped key): here a secret is
-    replaced between the rotation's read and its write."""
-    credential_id = next(iter(under_v1))
+    replaced between the rotation's read (its own batch reader, so the row key is the one this
+    backend's write uses) and its write."""
+    credential_id = sorted(under_v1)[0]
     credential = Credential.objects.get(pk=credential_id)
-    stale = crypto.SealedSecret(
-        key_id=credential.key_id,
-        wrapped_data_key=bytes(credential.wrapped_data_key),
-        ciphertext=bytes(credential.ciphertext),
-    )
-    with crypto.worker_role():
-        rewrapped = crypto.rewrap(
-            stale,
-            context=encryption_context(org_id=credential.org_id, credential_id=credential.id),
-            to_key_id="local:v2",
+    with transaction.atomic():
+        read = rotation._batch_reader(
+            target_key_id="local:v2",
+            org_id=None,
+            batch_size=1000,
+            skip_locked=False,
+            reencrypt=False,
         )
-    credential_replace_secret(credential=credential, acting_user=None, secret="the new secret")
-    fresh = envelopes()[credential_id]
+        (row,) = [row for row in read(None) if row[2] == credential_id]
+        _, row_key, _, org_text, key_id, format_version, wrapped, _ = row
+        with crypto.worker_role():
+            rewrapped = crypto.rewrap(
+                crypto.SealedSecret(key_id, wrapped, b"", format_version),
+                context=crypto.EncryptionContext(org_text, credential_id, format_version),
+                to_key_id="local:v2",
+            )
+        credential_replace_secret(credential=credential, acting_user=None, secret="the new secret")
+        fresh = envelopes()[credential_id]
 
-    written = rotation._compare_and_set(
-        [(credential.id, stale.key_id, stale.wrapped_data_key, rewrapped)],
-        target_key_id="local:v2",
-        reencrypt=False,
-    )
+        written = rotation._compare_and_set(
+            [(row_key, key_id, wrapped, rewrapped)], target_key_id="local:v2", reencrypt=False
+        )
 
     assert written == 0
     assert envelopes()[credential_id] == fresh
     assert decrypt_all()[credential_id] == "the new secret"
+
+
+def test_the_compare_and_set_writes_a_row_that_was_not_replaced(personas, under_v1):
+    """The other half of the compare-and-set: the row the reader returned is the row written."""
+    credential_id = sorted(under_v1)[0]
+    with transaction.atomic():
+        read = rotation._batch_reader(
+            target_key_id="local:v2",
+            org_id=None,
+            batch_size=1000,
+            skip_locked=False,
+            reencrypt=False,
+        )
+        (row,) = [row for row in read(None) if row[2] == credential_id]
+        _, row_key, _, org_text, key_id, format_version, wrapped, _ = row
+        with crypto.worker_role():
+            rewrapped = crypto.rewrap(
+                crypto.SealedSecret(key_id, wrapped, b"", format_version),
+                context=crypto.EncryptionContext(org_text, credential_id, format_version),
+                to_key_id="local:v2",
+            )
+        written = rotation._compare_and_set(
+            [(row_key, key_id, wrapped, rewrapped)], target_key_id="local:v2", reencrypt=False
+        )
+
+    assert written == 1
+    assert envelopes()[credential_id] == (
+        "local:v2",
+        rewrapped.wrapped_data_key,
+        envelopes()[credential_id][2],
+    )
+    assert decrypt_all() == under_v1
 
 
 def test_rows_that_cannot_be_unwrapped_are_reported_and_left_alone(under_v1, canary):

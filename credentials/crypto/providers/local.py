@@ -35,6 +35,12 @@ class LocalKeyProvider:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aesgcm.encrypt(nonce, data_key, aad)
 
+    def wrap_with_nonce(self, data_key: bytes, nonce: bytes, aad: bytes) -> bytes:
+        """wrap() with a nonce the caller drew for this one call (the envelope draws the data
+        key, its payload nonce and this nonce in one os.urandom call) and the associated
+        data's canonical bytes. A nonce must never be passed twice."""
+        return nonce + self._aesgcm.encrypt(nonce, data_key, aad)
+
     def unwrap(self, wrapped: bytes, context: Mapping[str, str]) -> bytes:
         if len(wrapped) < NONCE_BYTES + TAG_BYTES:
             raise DecryptionError(self.key_id)
