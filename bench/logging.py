@@ -246,12 +246,15 @@ def child_prepare() -> int:
     from django.core.management import call_command
 
     from credentials.services import credential_create
-    from orgs.models import Membership, Organization, Role
+    from orgs.models import Role
+    from orgs.services import membership_set, org_create
 
     call_command("migrate", verbosity=0, interactive=False)
-    org = Organization.objects.create(slug="acme", name="Acme")
+    # Through the services, so the member is in the org's role group (django-guardian) as
+    # every member is: a bare Membership row reads nothing (403).
+    org = org_create(slug="acme", name="Acme")
     user = User.objects.create_user(username="bench", password="bench-password-1")  # noqa: S106
-    Membership.objects.create(user=user, org=org, role=Role.MEMBER)
+    membership_set(org=org, user=user, role=Role.MEMBER, acting_user=None)
     for i in range(10):
         credential_create(org=org, acting_user=user, name=f"key-{i}", secret=secrets.token_hex(16))
     return 0
