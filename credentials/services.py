@@ -384,14 +384,18 @@ def credential_grant(
         org=credential.org,
         actor=actor or Actor.for_user(acting_user),
         target=_target(credential),
-        metadata={
-            "permission": permission,
-            "grantee_type": grantee.kind,
-            "grantee_id": grantee.id,
-            "grantee": grantee.label,
-        },
+        metadata=_grant_metadata(permission, grantee),
     )
     return True
+
+
+def _grant_metadata(permission: str, grantee: Grantee) -> dict[str, str]:
+    return {
+        "permission": permission,
+        "grantee_type": grantee.kind,
+        "grantee_id": grantee.id,
+        "grantee": grantee.label,
+    }
 
 
 @transaction.atomic
@@ -413,12 +417,7 @@ def credential_revoke_grant(
             org=credential.org,
             actor=actor or Actor.for_user(acting_user),
             target=_target(credential),
-            metadata={
-                "permission": permission,
-                "grantee_type": grantee.kind,
-                "grantee_id": grantee.id,
-                "grantee": grantee.label,
-            },
+            metadata=_grant_metadata(permission, grantee),
         )
     return bool(removed)
 

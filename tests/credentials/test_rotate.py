@@ -137,6 +137,27 @@ def test_dry_run_counts_and_changes_nothing(under_v1):
     assert not AuditEvent.objects.filter(action__startswith="credential_keys.").exists()
 
 
+def _read_and_rewrap(credential_id):
+    """One row as the rotation's own batch reader gives it (so its row key is the one this
+    backend's write uses), and its data key re-wrapped under local:v2, as a batch would."""
+    read = rotation._batch_reader(
+        target_key_id="local:v2",
+        org_id=None,
+        batch_size=1000,
+        skip_locked=False,
+        reencrypt=False,
+    )
+    (row,) = [row for row in read(None) if row[2] == credential_id]
+    _, row_key, _, org_text, key_id, format_version, wrapped, _ = row
+    with crypto.worker_role():
+        rewrapped = crypto.rewrap(
+            crypto.SealedSecret(key_id, wrapped, b"", format_version),
+            context=crypto.EncryptionContext(org_text, credential_id, format_version),
+            to_key_id="local:v2",
+        )
+    return row_key, key_id, wrapped, rewrapped
+
+
 def test_a_row_replaced_after_it_was_read_is_not_overwritten_with_stale_data(personas, under_v1):
     """The batch UPDATE is a compare-and-set on (key_id, wrapped key): here a secret is
     replaced between the rotation's read (its own batch reader, so the row key is the one this
@@ -144,21 +165,7 @@ def test_a_row_replaced_after_it_was_read_is_not_overwritten_with_stale_data(per
     credential_id = sorted(under_v1)[0]
     credential = Credential.objects.get(pk=credential_id)
     with transaction.atomic():
-        read = rotation._batch_reader(
-            target_key_id="local:v2",
-            org_id=None,
-            batch_size=1000,
-            skip_locked=False,
-            reencrypt=False,
-        )
-        (row,) = [row for row in read(None) if row[2] == credential_id]
-        _, row_key, _, org_text, key_id, format_version, wrapped, _ = row
-        with crypto.worker_role():
-            rewrapped = crypto.rewrap(
-                crypto.SealedSecret(key_id, wrapped, b"", format_version),
-                context=crypto.EncryptionContext(org_text, credential_id, format_version),
-                to_key_id="local:v2",
-            )
+        row_key, key_id, wrapped, rewrapped = _read_and_rewrap(credential_id)
         credential_replace_secret(credential=credential, acting_user=None, secret="the new secret")
         fresh = envelopes()[credential_id]
 
@@ -175,21 +182,7 @@ def test_the_compare_and_set_writes_a_row_that_was_not_replaced(personas, under_
     """The other half of the compare-and-set: the row the reader returned is the row written."""
     credential_id = sorted(under_v1)[0]
     with transaction.atomic():
-        read = rotation._batch_reader(
-            target_key_id="local:v2",
-            org_id=None,
-            batch_size=1000,
-            skip_locked=False,
-            reencrypt=False,
-        )
-        (row,) = [row for row in read(None) if row[2] == credential_id]
-        _, row_key, _, org_text, key_id, format_version, wrapped, _ = row
-        with crypto.worker_role():
-            rewrapped = crypto.rewrap(
-                crypto.SealedSecret(key_id, wrapped, b"", format_version),
-                context=crypto.EncryptionContext(org_text, credential_id, format_version),
-                to_key_id="local:v2",
-            )
+        row_key, key_id, wrapped, rewrapped = _read_and_rewrap(credential_id)
         written = rotation._compare_and_set(
             [(row_key, key_id, wrapped, rewrapped)], target_key_id="local:v2", reencrypt=False
         )
