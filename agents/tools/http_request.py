@@ -50,13 +50,14 @@ def _unstorable(text: str) -> bool:
     return "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
-def _bad_header_text(text: str) -> bool:
-    """Control characters (CR/LF would split the header) or what cannot be stored."""
+def _control_or_unstorable(text: str) -> bool:
+    """Control characters (CR/LF would split a header or a request line) or what cannot be
+    stored."""
     return _unstorable(text) or any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
 def _url_problem(url: str) -> str | None:
-    if _unstorable(url) or any(ord(ch) < 32 or ord(ch) == 127 for ch in url):
+    if _control_or_unstorable(url):
         return "Must not contain control characters."
     try:
         parts = urlsplit(url)
@@ -103,7 +104,7 @@ def validate_config(config: object) -> dict[str, Any]:
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
         errors["config.headers"] = ["Must be an object of string header names and values."]
-    elif any(_bad_header_text(k) or _bad_header_text(v) for k, v in headers.items()):
+    elif any(_control_or_unstorable(k) or _control_or_unstorable(v) for k, v in headers.items()):
         errors["config.headers"] = ["Header names and values must not contain control characters."]
     else:
         sensitive = sorted(k for k in headers if redaction.is_sensitive_key(k))
