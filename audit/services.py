@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, canonical_metadata, chain_key, normalise_ip
 from audit.models import ActorType, AuditChainHead, AuditEvent, Outcome
-from config import context, metrics, redaction
+from config import context, metrics, redaction, statements
+from config.statements import Statement
 from orgs.models import Organization
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,10 @@ def _fit(field: str, value: str) -> str:
 # Checked first, the change waits for the row before it takes the head
 # (tests/audit/test_chain_lock_order.py). Deferred checking resumes for the rest of the
 # transaction.
-_CHECK_DEFERRED = "SET CONSTRAINTS ALL IMMEDIATE; SET CONSTRAINTS ALL DEFERRED"
+_CHECK_DEFERRED = (
+    Statement("SET CONSTRAINTS ALL IMMEDIATE"),
+    Statement("SET CONSTRAINTS ALL DEFERRED"),
+)
 # AuditChainHead's table (a wrong name fails every event, so every test).
 _READ_HEAD = 'SELECT "sequence", "hash" FROM "audit_auditchainhead" WHERE "chain" = %s'
 _LOCK_HEAD = f"{_READ_HEAD} FOR UPDATE"
@@ -83,19 +87,12 @@ def _select_head_for_update(chain: str) -> tuple[int, str] | None:
     """The head row, locked until the transaction ends (after the deferred checks, on
     PostgreSQL). SQLite has no row locks; there the project's IMMEDIATE transactions already
     serialise writers. Raw SQL: this runs for every event, several times in every agent run,
-    and on PostgreSQL the checks and the lock go in one round trip (client-side binding, the
-    Django default, sends several statements at once; with server-side binding, two)."""
+    and on PostgreSQL the checks and the lock go in one round trip (config.statements)."""
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             cursor.execute(_READ_HEAD, [chain])
-            return cursor.fetchone()
-        if connection.settings_dict.get("OPTIONS", {}).get("server_side_binding") is True:
-            cursor.execute(_CHECK_DEFERRED)
-            cursor.execute(_LOCK_HEAD, [chain])
-            return cursor.fetchone()
-        cursor.execute(f"{_CHECK_DEFERRED}; {_LOCK_HEAD}", [chain])
-        while cursor.nextset():  # past the two SET CONSTRAINTS results, to the SELECT's
-            pass
+        else:
+            statements.execute(cursor, [*_CHECK_DEFERRED, Statement(_LOCK_HEAD, (chain,))])
         return cursor.fetchone()
 
 
@@ -154,9 +151,17 @@ def record_event(
         event.sequence = last_sequence + 1
         event.prev_hash = last_hash
         event.hash = event.compute_hash()
-        event.save(force_insert=True)
+        # The head moves and the event goes in in one round trip on PostgreSQL; the INSERT
+        # comes last, for the id it returns.
         with connection.cursor() as cursor:
-            cursor.execute(_MOVE_HEAD, [event.sequence, event.hash, chain])
+            statements.execute(
+                cursor,
+                [
+                    Statement(_MOVE_HEAD, (event.sequence, event.hash, chain)),
+                    statements.insert(event),
+                ],
+            )
+            statements.saved(event, cursor=cursor)
     if outcome == Outcome.DENIED:
         metrics.observe_denied_access(action=action)
     # Logged once the event has committed: the line carries the chain position and hash, a

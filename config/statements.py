@@ -1,0 +1,163 @@
+"""Writes compiled by the ORM and sent several to a round trip, for the agent-run path.
+
+An agent run writes about a dozen rows, and on PostgreSQL each statement Django sends is a
+round trip to the server: on a busy or virtual host a round trip costs 0.15-0.45 ms, so they
+make up a large part of a run's latency (docs/benchmarks.md). Most of these writes are
+statements whose result nobody reads (an UPDATE of a status, the INSERT of a row whose key is
+made in Python). They can travel with the next statement that is read: PostgreSQL takes
+several statements in one query string, and Django's default psycopg cursor binds
+parameters on the client, so one `execute` sends them all and the server runs them in order,
+in the caller's transaction, stopping at the first error (which then fails the transaction).
+
+Where that is not possible (SQLite, which takes one statement per call and has no round
+trip to save; PostgreSQL with `server_side_binding`), each statement is executed on its own,
+in the same order: the result is the same, only the number of calls differs.
+
+The SQL is always Django's own (an UpdateQuery or InsertQuery compiled for the connection),
+so field conversion and quoting are the ORM's; nothing here formats a value into SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Model, QuerySet
+from django.db.models.sql.subqueries import InsertQuery, UpdateQuery
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One SQL statement (exactly one: batching counts results) and its parameters."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
+
+
+def update(queryset: QuerySet[Any], **values: Any) -> Statement:
+    """What `queryset.update(**values)` would send, unsent. A filter that can match nothing
+    (an empty `__in`) raises EmptyResultSet: the caller has nothing to write."""
+    query = cast(UpdateQuery, queryset.query.chain(UpdateQuery))
+    query.add_update_values(values)
+    sql, params = query.get_compiler(queryset.db).as_sql()
+    return Statement(sql, tuple(params))
+
+
+def insert(obj: Model, *, using: str = DEFAULT_DB_ALIAS) -> Statement:
+    """What `obj.save(force_insert=True)` would send, unsent: an INSERT of every column, with
+    `RETURNING` the primary key when the database makes it (read it with `saved`).
+
+    Field defaults and `auto_now_add` values are filled into `obj` here, as save() would."""
+    meta = obj._meta
+    fields = list(meta.local_concrete_fields)
+    query = InsertQuery(type(obj))
+    compiler_returning: list[Any] = []
+    if obj.pk is None:
+        if meta.auto_field is None:
+            raise ValueError(f"{meta.label}: no primary key, and the database makes none")
+        fields = [f for f in fields if f is not meta.auto_field]
+        compiler_returning = list(meta.db_returning_fields)
+    query.insert_values(fields, [obj])
+    compiler = query.get_compiler(using=using)
+    compiler.returning_fields = compiler_returning
+    [(sql, params)] = compiler.as_sql()
+    return Statement(sql, tuple(params))
+
+
+def saved(
+    obj: Model, *, cursor: CursorWrapper | None = None, using: str = DEFAULT_DB_ALIAS
+) -> None:
+    """Mark `obj` saved once its `insert` statement has run; with `cursor` (left at that
+    statement's result), take the primary key the database made from it."""
+    if cursor is not None:
+        row = cursor.fetchone()
+        if row is None:
+            raise RuntimeError(f"{obj._meta.label}: the INSERT returned no primary key")
+        for field, value in zip(obj._meta.db_returning_fields, row, strict=True):
+            setattr(obj, field.attname, value)
+    obj._state.adding = False
+    obj._state.db = using
+
+
+def batches(connection: BaseDatabaseWrapper) -> bool:
+    """Whether one `execute` on this connection may carry several statements."""
+    return connection.vendor == "postgresql" and (
+        connection.settings_dict.get("OPTIONS", {}).get("server_side_binding") is not True
+    )
+
+
+def execute(cursor: CursorWrapper, statements: Sequence[Statement]) -> list[int]:
+    """Run `statements` in order, in one round trip where the connection allows it, and
+    leave `cursor` at the last statement's result. Returns each statement's row count."""
+    counts: list[int] = []
+    if len(statements) <= 1 or not batches(cursor.db):
+        for statement in statements:
+            cursor.execute(statement.sql, statement.params)
+            counts.append(cursor.rowcount)
+        return counts
+    cursor.execute("; ".join(s.sql for s in statements), [p for s in statements for p in s.params])
+    counts.append(cursor.rowcount)
+    for _ in statements[1:]:
+        cursor.nextset()
+        counts.append(cursor.rowcount)
+    return counts
+
+
+@contextmanager
+def sent_with_next(
+    statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALIAS
+) -> Iterator[list[int]]:
+    """Send `statements` (writes whose results nobody reads) in the round trip of the first
+    statement the block executes, ahead of it; if the block executes none, at its end.
+
+    Their effects come before anything the block does, as if they had been executed on
+    entry, and an error in one of them is raised by that first statement (the transaction
+    then fails as it would have). Use inside a transaction. Yields a list that holds each
+    statement's row count once it has run (on entry where statements are not batched)."""
+    connection = connections[using]
+    pending = list(statements)
+    counts: list[int] = []
+    if not batches(connection):
+        with connection.cursor() as cursor:
+            counts.extend(execute(cursor, pending))
+        yield counts
+        return
+
+    def prepend(
+        run: Callable[..., Any],
+        sql: str,
+        params: Sequence[Any] | None,
+        many: bool,
+        context: dict[str, Any],
+    ) -> Any:
+        if not pending:
+            return run(sql, params, many, context)
+        ahead = pending[:]
+        pending.clear()
+        cursor = context["cursor"]
+        if many or (params is None and "%" in sql):
+            # executemany, or SQL whose literal % would turn into a placeholder once joined
+            # to parameters: send them first, separately.
+            counts.extend(execute(cursor, ahead))
+            return run(sql, params, many, context)
+        result = run(
+            "; ".join([*(s.sql for s in ahead), sql]),
+            [*(p for s in ahead for p in s.params), *(params or ())],
+            many,
+            context,
+        )
+        for _ in ahead:  # on to the block's own statement's (first) result
+            counts.append(cursor.rowcount)
+            cursor.nextset()
+        return result
+
+    with connection.execute_wrapper(prepend):
+        yield counts
+    if pending:
+        with connection.cursor() as cursor:
+            counts.extend(execute(cursor, pending))
