@@ -11,6 +11,7 @@ from typing import Any
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef
 from django.utils import timezone
 
 from agents.models import (
@@ -26,13 +27,15 @@ from agents.selectors import agent_may_run
 from agents.tools import http_request
 from audit.models import ActorType, Outcome
 from audit.services import Actor, Target, record_event
-from config import context, metrics, redaction
+from config import context, metrics, redaction, statements
 from credentials.models import Credential
 from credentials.services import (
     CredentialUnavailableError,
     Grantee,
+    LoadedCredentials,
     credential_grant,
     credentials_decrypt_for_job,
+    use_granted,
 )
 from orgs import tokens
 from orgs.access import Access
@@ -254,20 +257,23 @@ def agent_run_create(
     """Record a queued run and send it to the workers once the transaction commits."""
     from agents.tasks import run_agent
 
-    run = AgentRun.objects.create(
+    run = AgentRun(
         org=agent.org,
         agent=agent,
         request_id=context.current().request_id or "",
         queued_by=acting_user,
         queued_by_token=token,
     )
-    record_event(
-        action="agent_run.queue",
-        org=agent.org,
-        actor=actor or Actor.for_user(acting_user),
-        target=Target("agent_run", str(run.id), agent.name),
-        metadata={"agent_id": str(agent.id)},
-    )
+    # The run's INSERT travels with the event's first statement (config.statements).
+    with statements.sent_with_next([statements.insert(run)]):
+        record_event(
+            action="agent_run.queue",
+            org=agent.org,
+            actor=actor or Actor.for_user(acting_user),
+            target=Target("agent_run", str(run.id), agent.name),
+            metadata={"agent_id": str(agent.id)},
+        )
+    statements.saved(run)
     run_id = str(run.id)
     # Only the id travels: the worker re-fetches everything it needs.
     transaction.on_commit(lambda: run_agent.apply_async(args=[run_id], task_id=run_id))
@@ -281,19 +287,27 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
     call.
 
     Claiming, authorising and decrypting share one transaction (one commit before the tool
-    runs): the run's row lock makes a redelivered message wait and then find the run taken.
+    runs). The claim is an UPDATE of a queued run: it locks the run's row, so a redelivered
+    message waits for it and then finds the run taken.
     """
     with redaction.secret_scope():
         with transaction.atomic():
-            # Only the run's row is locked (`of`): locking the joined org and agent rows too
-            # would make every run of an org wait for the one before it to commit.
-            run = (
-                AgentRun.objects.select_for_update(of=("self",))
-                .select_related("agent", "agent__principal", "org")
-                .filter(pk=run_id)
-                .first()
+            claim = statements.update(
+                AgentRun.objects.filter(pk=run_id, status=RunStatus.QUEUED),
+                status=RunStatus.RUNNING,
+                started_at=timezone.now(),
             )
-            if run is None or run.status != RunStatus.QUEUED:
+            # The claim goes in the round trip of the read. Only the run's row is locked:
+            # locking the joined org and agent rows too would make every run of an org wait
+            # for the one before it to commit.
+            with statements.sent_with_next([claim]) as claimed:
+                runs = list(
+                    AgentRun.objects.select_related("agent", "agent__principal", "org")
+                    .filter(pk=run_id)
+                    .order_by()  # one row at most: no ORDER BY for the server to plan
+                )
+            run = runs[0] if runs else None
+            if run is None or claimed != [1]:
                 # A redelivered message for a run that already started or ended: never run
                 # it twice.
                 status = run.status if run is not None else "missing"
@@ -301,15 +315,19 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
                     "agent run not claimed", extra={"run_id": str(run_id), "status": status}
                 )
                 return str(status)
-            run.status, run.started_at = RunStatus.RUNNING, timezone.now()
-            run.save(update_fields=["status", "started_at"])
             agent = run.agent
             context.update(org=run.org.slug)
             actor = Actor(ActorType.AGENT, str(agent.id), agent.name)
             logger.info("agent run started", extra={"agent_id": str(agent.id), "tool": agent.tool})
             # Re-read just before decrypting: a binding removed or a grant revoked while the
-            # run was queued takes effect for it.
-            bindings = list(CredentialBinding.objects.filter(agent=agent).order_by("slot"))
+            # run was queued takes effect for it. The bound credentials, and whether the agent
+            # holds their use grants, come in the same query.
+            bindings = list(
+                CredentialBinding.objects.filter(agent=agent)
+                .select_related("credential__org")
+                .annotate(use_granted=use_granted(agent.principal, OuterRef("credential_id")))
+                .order_by("slot")
+            )
             try:
                 if agent.org_id != run.org_id:
                     raise CredentialUnavailableError("the agent is not in the run's organisation")
@@ -329,6 +347,10 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
                     credential_ids=[b.credential_id for b in bindings],
                     principal=agent.principal,
                     actor=actor,
+                    loaded=LoadedCredentials(
+                        credentials=[b.credential for b in bindings],
+                        granted=frozenset(b.credential_id for b in bindings if b.use_granted),
+                    ),
                 )
             except CredentialUnavailableError as exc:
                 return _finish(run, ok=False, output={}, error=str(exc), actor=actor)
@@ -369,13 +391,14 @@ def _finish(run: AgentRun, *, ok: bool, output: dict[str, Any], error: str, acto
     # match and would stay in the audit event and the log line (an endpoint's reason phrase
     # is the endpoint's text, and may quote what it received).
     error = redaction.redact_text(error)
-    with transaction.atomic():
-        AgentRun.objects.filter(pk=run.pk).update(
-            status=status,
-            finished_at=finished,
-            output=redaction.redact(output),
-            error=error,
-        )
+    outcome = statements.update(
+        AgentRun.objects.filter(pk=run.pk),
+        status=status,
+        finished_at=finished,
+        output=redaction.redact(output),
+        error=error,
+    )
+    with transaction.atomic(), statements.sent_with_next([outcome]):
         record_event(
             action="agent_run.finish",
             org=run.org,

@@ -9,9 +9,9 @@ PostgreSQL database created here and dropped afterwards), migrates it, starts a 
 CredentialCheckingEndpoint, warms up, then measures, interleaving the two:
 
 - no-op: wall time of ``ping.apply_async().get(interval=0.002)``;
-- run: wall time from just before ``agent_run_create`` (in a committed transaction.atomic, so
-  on_commit publishes it) to ``AsyncResult(run_id).get(interval=0.002)`` returning (the
-  run_agent task id is the run id; the task returns the final status);
+- run: wall time from just before ``agent_run_create`` (called as the API calls it: its own
+  transaction, and on_commit publishes the task) to ``AsyncResult(run_id).get(interval=0.002)``
+  returning (the run_agent task id is the run id; the task returns the final status);
 - run (db): the run row's own ``finished_at - queued_at``, a second opinion from the database.
 
 It prints p50/p95 per configuration, the ratio run/no-op and whether the targets are met.
@@ -302,7 +302,7 @@ def measure(*, config: str, runs: int, warmup: int, concurrency: int, pool: str)
     from celery.result import AsyncResult
     from django.conf import settings
     from django.contrib.auth.models import User
-    from django.db import connection, transaction
+    from django.db import connection
 
     from agents.demo_endpoint import CredentialCheckingEndpoint
     from agents.models import AgentRun
@@ -331,8 +331,8 @@ def measure(*, config: str, runs: int, warmup: int, concurrency: int, pool: str)
 
     def one_run(agent: Any) -> tuple[float, str]:
         started = time.perf_counter()
-        with transaction.atomic():
-            run = agent_run_create(agent=agent, acting_user=user)
+        # As the API and the UI call it: its own transaction, published once that commits.
+        run = agent_run_create(agent=agent, acting_user=user)
         status = AsyncResult(str(run.id)).get(interval=RESULT_INTERVAL, timeout=RESULT_TIMEOUT)
         elapsed = time.perf_counter() - started
         task_ids.append(str(run.id))

@@ -20,7 +20,7 @@ from guardian.shortcuts import assign_perm
 
 from audit.models import ActorType, Outcome
 from audit.services import Actor, Target, record_event
-from config import metrics, redaction
+from config import metrics, redaction, statements
 from credentials import crypto, rotation, selectors
 from credentials.models import (
     Credential,
@@ -443,6 +443,26 @@ def credential_grants_revoke_for_member(*, org: Organization, user: User, actor:
 # --- decryption, in workers only --------------------------------------------------------------
 
 
+def use_granted(principal: Group, credential: OuterRef) -> Exists:
+    """Whether `principal` holds the use grant on the credential `credential` points at: an
+    annotation for a query that reads credentials for a job (credentials_decrypt_for_job)."""
+    return Exists(
+        CredentialGroupObjectPermission.objects.filter(
+            group=principal, content_object_id=credential, permission__codename="use_credential"
+        )
+    )
+
+
+@dataclass(frozen=True)
+class LoadedCredentials:
+    """Credentials a job needs, as the caller just read them, each with `use_granted`
+    computed in the same query (see `use_granted`): the worker reads them together with the
+    agent's bindings, in one round trip."""
+
+    credentials: Sequence[Credential]
+    granted: frozenset[uuid.UUID]
+
+
 def credentials_decrypt_for_job(
     *,
     org_id: uuid.UUID,
@@ -450,6 +470,7 @@ def credentials_decrypt_for_job(
     principal: Group,
     actor: Actor,
     now: datetime.datetime | None = None,
+    loaded: LoadedCredentials | None = None,
 ) -> dict[uuid.UUID, str]:
     """Authorise, then decrypt, the credentials a job needs. Worker processes only.
 
@@ -458,6 +479,9 @@ def credentials_decrypt_for_job(
     attempt is audited (success, denied, failure). Plaintexts are registered with the log
     redactor before they are returned, so nothing the job logs afterwards can carry them.
     Raises CredentialUnavailableError with a reason that is safe to store and show.
+
+    With `loaded`, the credentials (and their grants) come from the caller's query of this
+    transaction instead of one made here.
     """
     ids = list(dict.fromkeys(credential_ids))
     # The audit events of a refusal or failure commit with the caller's transaction; the
@@ -466,7 +490,12 @@ def credentials_decrypt_for_job(
     # two more round trips on every run.
     with transaction.atomic(savepoint=False):
         error, plaintexts = _decrypt_for_job(
-            org_id=org_id, ids=ids, principal=principal, actor=actor, now=now or timezone.now()
+            org_id=org_id,
+            ids=ids,
+            principal=principal,
+            actor=actor,
+            now=now or timezone.now(),
+            loaded=loaded,
         )
     if error:
         raise CredentialUnavailableError(error)
@@ -480,22 +509,26 @@ def _decrypt_for_job(
     principal: Group,
     actor: Actor,
     now: datetime.datetime,
+    loaded: LoadedCredentials | None,
 ) -> tuple[str, dict[uuid.UUID, str]]:
-    # The credentials and whether the principal holds their use grant, in one query.
-    use_grant = CredentialGroupObjectPermission.objects.filter(
-        group=principal, content_object_id=OuterRef("pk"), permission__codename="use_credential"
-    )
-    credentials = {
-        c.id: c
-        for c in Credential.objects.select_related("org")
-        .filter(org_id=org_id, pk__in=ids)
-        .annotate(use_granted=Exists(use_grant))
-    }
+    if not ids:  # an agent without bindings: nothing to authorise, decrypt or record
+        return "", {}
+    if loaded is None:
+        # The credentials and whether the principal holds their use grant, in one query.
+        rows = list(
+            Credential.objects.select_related("org")
+            .filter(org_id=org_id, pk__in=ids)
+            .annotate(use_granted=use_granted(principal, OuterRef("pk")))
+        )
+        loaded = LoadedCredentials(
+            credentials=rows, granted=frozenset(c.id for c in rows if c.use_granted)
+        )
+    credentials = {c.id: c for c in loaded.credentials if c.org_id == org_id}
     for credential_id in ids:
         credential = credentials.get(credential_id)
         if credential is None:
             return "a bound credential does not exist in this organisation", {}
-        refusal = _refusal(credential, granted=credential.use_granted)
+        refusal = _refusal(credential, granted=credential_id in loaded.granted)
         if refusal is not None:
             reason, message = refusal
             record_event(
@@ -534,17 +567,20 @@ def _decrypt_for_job(
             return f"credential {credential.name!r} could not be decrypted: {failure.reason}", {}
     for plaintext in plaintexts.values():
         redaction.register_secret(plaintext)
-    Credential.objects.filter(pk__in=ids).update(last_used_at=now)
-    for credential_id in ids:
-        credential = credentials[credential_id]
-        record_event(
-            action="credential.decrypt",
-            org=credential.org,
-            actor=actor,
-            target=_target(credential),
-            metadata={"key_id": credential.key_id},
-        )
-        metrics.observe_decrypt(key_id=credential.key_id, outcome="success")
+    # The UPDATE goes with the first event's first statement (config.statements).
+    with statements.sent_with_next(
+        [statements.update(Credential.objects.filter(pk__in=ids), last_used_at=now)]
+    ):
+        for credential_id in ids:
+            credential = credentials[credential_id]
+            record_event(
+                action="credential.decrypt",
+                org=credential.org,
+                actor=actor,
+                target=_target(credential),
+                metadata={"key_id": credential.key_id},
+            )
+            metrics.observe_decrypt(key_id=credential.key_id, outcome="success")
     return "", plaintexts
 
 
