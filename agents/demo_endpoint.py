@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import json
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +28,7 @@ class ReceivedRequest:
     method: str
     path: str
     headers: dict[str, str] = field(repr=False)
+    client_port: int = 0  # which connection it came on
 
 
 class CredentialCheckingEndpoint:
@@ -33,9 +36,27 @@ class CredentialCheckingEndpoint:
         self.expected_secret = expected_secret
         self.received: list[ReceivedRequest] = []
         self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as the APIs agents call answer: the tool's session reuses its
+            # connection (HTTP/1.0 would cost a TCP handshake and a server thread per call).
+            protocol_version = "HTTP/1.1"
+            # Headers and body are two writes: with Nagle's algorithm the second would wait
+            # for the client's delayed ACK of the first (40 ms), once per call.
+            disable_nagle_algorithm = True
+
+            def setup(self) -> None:
+                super().setup()
+                with endpoint._lock:
+                    endpoint._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with endpoint._lock:
+                    endpoint._connections.discard(self.connection)
+                super().finish()
+
             def do_GET(self) -> None:
                 endpoint._handle(self)
 
@@ -56,8 +77,16 @@ class CredentialCheckingEndpoint:
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         headers = {k: v for k, v in request.headers.items()}
+        # Read the body off the connection, or its bytes would be taken for the next request.
+        length = request.headers.get("Content-Length", "0")
+        if length.isdigit():
+            request.rfile.read(int(length))
+        else:  # a chunked or malformed body: answer, then close rather than read it
+            request.close_connection = True
         with self._lock:
-            self.received.append(ReceivedRequest(request.command, request.path, headers))
+            self.received.append(
+                ReceivedRequest(request.command, request.path, headers, request.client_address[1])
+            )
         given = request.headers.get("Authorization", "")
         accepted = self._accepts(given)
         _, _, query = request.path.partition("?")
@@ -95,6 +124,13 @@ class CredentialCheckingEndpoint:
 
     def stop(self) -> None:
         self._server.shutdown()
+        # Close the kept-alive connections too: a client's pooled connection must not reach
+        # this endpoint's handler after it stopped (say, once a new endpoint has its port).
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         self._server.server_close()
 
     def __enter__(self) -> CredentialCheckingEndpoint:
