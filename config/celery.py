@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 from contextlib import ExitStack
 from typing import Any
 
@@ -59,6 +60,7 @@ def _on_worker_init(**kwargs: Any) -> None:
     # Before the pool forks: the SDK's span processors restart their export thread in each
     # child (os.register_at_fork), and solo/thread pools, which never fork, are covered too.
     telemetry.configure(role="worker")
+    _check_connections_without_a_round_trip()
     enable_decryption()
 
 
@@ -131,9 +133,31 @@ def _on_task_postrun(task_id: str | None = None, **kwargs: Any) -> None:
 
 
 def _drop_unusable_connections() -> None:
-    # What Django does around every request: close a connection that is broken or older than
-    # CONN_MAX_AGE, so a worker that reuses connections (CELERY_DB_REUSE_MAX) survives a
-    # database restart or failover after one failed task at most.
-    from django.db import close_old_connections
+    """What Django does around every request: close a connection that errored or is older
+    than CONN_MAX_AGE, so a worker that reuses connections (CELERY_DB_REUSE_MAX) survives a
+    database restart or failover. Plus the worker's own health check (see
+    `_check_connections_without_a_round_trip`): a kept connection the server has hung up on
+    since its last use is closed here, and the task opens a new one."""
+    from django.db import close_old_connections, connections
 
     close_old_connections()
+    for connection in connections.all(initialized_only=True):
+        raw = connection.connection
+        if connection.vendor != "postgresql" or raw is None:
+            continue
+        # An idle connection has nothing to read; one the server closed or terminated (a
+        # restart, a failover, pg_terminate_backend) reads as its FATAL message or EOF.
+        if select.select([raw.fileno()], [], [], 0)[0]:
+            connection.close()
+
+
+def _check_connections_without_a_round_trip() -> None:
+    """Workers replace Django's health check (CONN_HEALTH_CHECKS: a `SELECT 1` before the
+    first statement of every task, one more round trip for every run) by a look at the
+    connection's socket before each task (`_drop_unusable_connections`), which costs no round
+    trip and catches what a restart or failover does to a kept connection."""
+    from django.db import connections
+
+    for alias in connections:
+        connections[alias].settings_dict["CONN_HEALTH_CHECKS"] = False  # new connections
+        connections[alias].health_check_enabled = False  # one open already (startup checks)
