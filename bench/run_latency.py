@@ -239,6 +239,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
         "target p50",
         "met",
         "cpu calib",
+        "steal",
     )
     rows = [header]
     for r in results:
@@ -257,6 +258,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
                 f"<= {target:.0f}",
                 "yes" if r["run_ms"]["p50"] <= target else "NO",
                 "{before:.2f}/{after:.2f}".format(**r["cpu_calibration_ms"]),
+                "-" if r.get("steal_percent") is None else f"{r['steal_percent']:.1f}%",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -271,7 +273,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + (
         "\n(milliseconds. run: queue to finish as the caller sees it; run(db): the row's "
         "finished_at - queued_at;\n cpu calib: ms for a fixed Python loop before/after, "
-        "lower is a faster host at that moment)"
+        "lower is a faster host at that moment;\n steal: CPU time the hypervisor gave to "
+        "other guests while measuring, of all CPU time)"
     )
 
 
@@ -373,6 +376,7 @@ def measure(*, config: str, runs: int, warmup: int, concurrency: int, pool: str)
         )
         with worker:
             calibration_before = cpu_calibration_ms()
+            cpu_before = cpu_times()
             for _ in range(warmup):
                 one_noop()
                 one_run(agent)
@@ -386,6 +390,7 @@ def measure(*, config: str, runs: int, warmup: int, concurrency: int, pool: str)
                 elapsed, run_id = one_run(agent)
                 run_ms.append(elapsed)
                 run_ids.append(run_id)
+            cpu_after = cpu_times()
         expected = f"Bearer {secret}"
         accepted = sum(r.headers.get("Authorization") == expected for r in endpoint.received)
         if accepted != warmup + runs:
@@ -409,6 +414,7 @@ def measure(*, config: str, runs: int, warmup: int, concurrency: int, pool: str)
         "settings": os.environ["DJANGO_SETTINGS_MODULE"],
         "worker": {"pool": pool, "concurrency": concurrency},
         "cpu_calibration_ms": {"before": calibration_before, "after": cpu_calibration_ms()},
+        "steal_percent": steal_percent(cpu_before, cpu_after),
         "noop_ms": summarize(noop_ms),
         "run_ms": summarize(run_ms),
         "run_db_ms": summarize(db_ms),
@@ -429,6 +435,26 @@ def _clean_broker_and_results(task_ids: list[str]) -> None:
         queue = app.amqp.queues[settings.CELERY_TASK_DEFAULT_QUEUE].bind(connection.default_channel)
         queue.declare()
         queue.delete()
+
+
+def cpu_times() -> list[int] | None:
+    """The host's CPU time counters (Linux /proc/stat, all CPUs), or None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    return [int(v) for v in fields[1:]] if fields and fields[0] == "cpu" else None
+
+
+def steal_percent(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Share of CPU time stolen by the hypervisor between two cpu_times() (the 8th counter):
+    on a shared virtual machine, the other guests' load that no calibration loop shows."""
+    if before is None or after is None or len(before) < 8 or len(after) < 8:
+        return None
+    deltas = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(deltas[:8])  # user nice system idle iowait irq softirq steal
+    return 100.0 * deltas[7] / total if total > 0 else None
 
 
 def cpu_calibration_ms() -> float:

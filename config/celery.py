@@ -159,5 +159,7 @@ def _check_connections_without_a_round_trip() -> None:
     from django.db import connections
 
     for alias in connections:
-        connections[alias].settings_dict["CONN_HEALTH_CHECKS"] = False  # new connections
-        connections[alias].health_check_enabled = False  # one open already (startup checks)
+        connections[alias].settings_dict["CONN_HEALTH_CHECKS"] = False
+    # Read when a connection opens: one the startup checks opened is closed, the next opens
+    # with the setting.
+    connections.close_all()
