@@ -47,16 +47,6 @@ class CredentialCheckingEndpoint:
             # for the client's delayed ACK of the first (40 ms), once per call.
             disable_nagle_algorithm = True
 
-            def setup(self) -> None:
-                super().setup()
-                with endpoint._lock:
-                    endpoint._connections.add(self.connection)
-
-            def finish(self) -> None:
-                with endpoint._lock:
-                    endpoint._connections.discard(self.connection)
-                super().finish()
-
             def do_GET(self) -> None:
                 endpoint._handle(self)
 
@@ -66,8 +56,28 @@ class CredentialCheckingEndpoint:
             def log_message(self, format: str, *args: Any) -> None:
                 return  # the request line may carry a query-parameter secret: do not print it
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            # Every connection is known from its accept (in the serving thread, before its
+            # handler thread starts) until it is closed, so stop() can close what is kept.
+            def process_request(self, request: Any, client_address: Any) -> None:
+                with endpoint._lock:
+                    stopped = endpoint._stopped
+                    if not stopped:
+                        endpoint._connections.add(request)
+                if stopped:
+                    self.shutdown_request(request)
+                    return
+                super().process_request(request, client_address)
+
+            def shutdown_request(self, request: Any) -> None:
+                with endpoint._lock:
+                    endpoint._connections.discard(request)
+                super().shutdown_request(request)
+
+        self._stopped = False
+        self._server = Server((host, port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -123,11 +133,12 @@ class CredentialCheckingEndpoint:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
         # Close the kept-alive connections too: a client's pooled connection must not reach
         # this endpoint's handler after it stopped (say, once a new endpoint has its port).
         with self._lock:
+            self._stopped = True  # a connection accepted from now on is closed at once
             connections, self._connections = self._connections, set()
+        self._server.shutdown()
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import OuterRef
 from django.utils import timezone
 
@@ -291,80 +291,104 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
     message waits for it and then finds the run taken.
     """
     with redaction.secret_scope():
-        with transaction.atomic():
-            claim = statements.update(
-                AgentRun.objects.filter(pk=run_id, status=RunStatus.QUEUED),
-                status=RunStatus.RUNNING,
-                started_at=timezone.now(),
+        try:
+            return _execute(run_id, retry_claim=True)
+        except _ClaimConnectionLostError:
+            # Nothing was written and the tool was not called: claim again, on a new
+            # connection (the transaction's failed rollback closed the old one).
+            logger.warning(
+                "database connection lost at the claim; claiming again on a new connection",
+                extra={"run_id": str(run_id)},
             )
-            # The claim goes in the round trip of the read. Only the run's row is locked:
-            # locking the joined org and agent rows too would make every run of an org wait
-            # for the one before it to commit.
-            with statements.sent_with_next([claim]) as claimed:
-                runs = list(
-                    AgentRun.objects.select_related("agent", "agent__principal", "org")
-                    .filter(pk=run_id)
-                    .order_by()  # one row at most: no ORDER BY for the server to plan
-                )
-            run = runs[0] if runs else None
-            if run is None or claimed != [1]:
-                # A redelivered message for a run that already started or ended: never run
-                # it twice.
-                status = run.status if run is not None else "missing"
-                logger.warning(
-                    "agent run not claimed", extra={"run_id": str(run_id), "status": status}
-                )
-                return str(status)
-            agent = run.agent
-            context.update(org=run.org.slug)
-            actor = Actor(ActorType.AGENT, str(agent.id), agent.name)
-            logger.info("agent run started", extra={"agent_id": str(agent.id), "tool": agent.tool})
-            # Re-read just before decrypting: a binding removed or a grant revoked while the
-            # run was queued takes effect for it. The bound credentials, and whether the agent
-            # holds their use grants, come in the same query.
-            bindings = list(
-                CredentialBinding.objects.filter(agent=agent)
-                .select_related("credential__org")
-                .annotate(use_granted=use_granted(agent.principal, OuterRef("credential_id")))
-                .order_by("slot")
+            return _execute(run_id, retry_claim=False)
+
+
+class _ClaimConnectionLostError(Exception):
+    """The run's first statement failed on its connection (OperationalError or
+    InterfaceError): a kept connection whose peer vanished without a word, say a failover
+    that moved the database's address, which no check short of a round trip sees
+    (config.celery checks kept connections without one)."""
+
+
+def _claim(run_id: uuid.UUID | str) -> tuple[AgentRun | None, bool]:
+    """(the run with its agent and org, whether this call claimed it): an UPDATE of a
+    queued run, which locks the run's row, so a redelivered message waits for it and then
+    finds the run taken. Only the run's row is locked: locking the joined org and agent rows
+    too would make every run of an org wait for the one before it to commit."""
+    claim = statements.update(
+        AgentRun.objects.filter(pk=run_id, status=RunStatus.QUEUED),
+        status=RunStatus.RUNNING,
+        started_at=timezone.now(),
+    )
+    # The claim goes in the round trip of the read.
+    with statements.sent_with_next([claim]) as claimed:
+        runs = list(
+            AgentRun.objects.select_related("agent", "agent__principal", "org", "queued_by_token")
+            .filter(pk=run_id)
+            .order_by()  # one row at most: no ORDER BY for the server to plan
+        )
+    return (runs[0] if runs else None), claimed == [1]
+
+
+def _execute(run_id: uuid.UUID | str, *, retry_claim: bool) -> str:
+    """agent_run_execute's work; with `retry_claim`, a claim that fails on its connection
+    raises _ClaimConnectionLostError for the caller to claim again."""
+    with transaction.atomic():
+        try:
+            run, claimed = _claim(run_id)
+        except (OperationalError, InterfaceError) as exc:
+            if not retry_claim:
+                raise
+            raise _ClaimConnectionLostError from exc
+        if run is None or not claimed:
+            # A redelivered message for a run that already started or ended: never run it
+            # twice.
+            status = run.status if run is not None else "missing"
+            logger.warning("agent run not claimed", extra={"run_id": str(run_id), "status": status})
+            return str(status)
+        agent = run.agent
+        context.update(org=run.org.slug)
+        actor = Actor(ActorType.AGENT, str(agent.id), agent.name)
+        logger.info("agent run started", extra={"agent_id": str(agent.id), "tool": agent.tool})
+        # Re-read just before decrypting: a binding removed or a grant revoked while the
+        # run was queued takes effect for it. The bound credentials, and whether the agent
+        # holds their use grants, come in the same query.
+        bindings = list(
+            CredentialBinding.objects.filter(agent=agent)
+            .select_related("credential__org")
+            .annotate(use_granted=use_granted(agent.principal, OuterRef("credential_id")))
+            .order_by("slot")
+        )
+        try:
+            if agent.org_id != run.org_id:
+                raise CredentialUnavailableError("the agent is not in the run's organisation")
+            token = run.queued_by_token  # read with the run, as it is now
+            if token is not None and token.revoked_at is not None:
+                # Revoking a token is how a leak is contained: what it queued does not run.
+                raise CredentialUnavailableError("the agent token that queued this run was revoked")
+            plaintexts = credentials_decrypt_for_job(
+                org_id=run.org_id,
+                credential_ids=[b.credential_id for b in bindings],
+                principal=agent.principal,
+                actor=actor,
+                loaded=LoadedCredentials(
+                    credentials=[b.credential for b in bindings],
+                    granted=frozenset(b.credential_id for b in bindings if b.use_granted),
+                ),
             )
-            try:
-                if agent.org_id != run.org_id:
-                    raise CredentialUnavailableError("the agent is not in the run's organisation")
-                # Not joined above: PostgreSQL refuses FOR UPDATE across the nullable join.
-                if (
-                    run.queued_by_token_id is not None
-                    and AgentToken.objects.filter(
-                        pk=run.queued_by_token_id, revoked_at__isnull=False
-                    ).exists()
-                ):
-                    # Revoking a token is how a leak is contained: what it queued does not run.
-                    raise CredentialUnavailableError(
-                        "the agent token that queued this run was revoked"
-                    )
-                plaintexts = credentials_decrypt_for_job(
-                    org_id=run.org_id,
-                    credential_ids=[b.credential_id for b in bindings],
-                    principal=agent.principal,
-                    actor=actor,
-                    loaded=LoadedCredentials(
-                        credentials=[b.credential for b in bindings],
-                        granted=frozenset(b.credential_id for b in bindings if b.use_granted),
-                    ),
-                )
-            except CredentialUnavailableError as exc:
-                return _finish(run, ok=False, output={}, error=str(exc), actor=actor)
-        injections = [
-            http_request.Injection(
-                placement=binding.placement,
-                target=binding.target,
-                template=binding.template,
-                secret=plaintexts[binding.credential_id],
-            )
-            for binding in bindings
-        ]
-        result = http_request.run(agent.config, injections)
-        return _finish(run, ok=result.ok, output=result.output, error=result.error, actor=actor)
+        except CredentialUnavailableError as exc:
+            return _finish(run, ok=False, output={}, error=str(exc), actor=actor)
+    injections = [
+        http_request.Injection(
+            placement=binding.placement,
+            target=binding.target,
+            template=binding.template,
+            secret=plaintexts[binding.credential_id],
+        )
+        for binding in bindings
+    ]
+    result = http_request.run(agent.config, injections)
+    return _finish(run, ok=result.ok, output=result.output, error=result.error, actor=actor)
 
 
 def agent_run_fail(*, run_id: uuid.UUID | str, error: str) -> bool:

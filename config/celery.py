@@ -116,9 +116,10 @@ def _on_task_prerun(task_id: str | None = None, task: Any = None, **kwargs: Any)
     token = context.activate(request_id=request_id, job_id=task_id)
     scope.callback(context.deactivate, token)
     scope.enter_context(redaction.secret_scope())
-    _drop_unusable_connections()
+    # Registered before anything else can fail, so postrun always closes it.
     if task_id:
         _task_scopes[task_id] = scope
+    _drop_unusable_connections()
 
 
 telemetry.instrument_celery()
@@ -126,10 +127,12 @@ telemetry.instrument_celery()
 
 @signals.task_postrun.connect
 def _on_task_postrun(task_id: str | None = None, **kwargs: Any) -> None:
-    _drop_unusable_connections()
     scope = _task_scopes.pop(task_id or "", None)
-    if scope is not None:
-        scope.close()
+    try:
+        _drop_unusable_connections()
+    finally:
+        if scope is not None:
+            scope.close()
 
 
 def _drop_unusable_connections() -> None:
@@ -145,10 +148,22 @@ def _drop_unusable_connections() -> None:
         raw = connection.connection
         if connection.vendor != "postgresql" or raw is None:
             continue
-        # An idle connection has nothing to read; one the server closed or terminated (a
-        # restart, a failover, pg_terminate_backend) reads as its FATAL message or EOF.
-        if select.select([raw.fileno()], [], [], 0)[0]:
+        if _hung_up(raw):
             connection.close()
+
+
+def _hung_up(raw: Any) -> bool:
+    """Whether the server ended this idle connection: an idle connection has nothing to read;
+    one the server closed or terminated (a restart, pg_terminate_backend) reads as its FATAL
+    message or EOF. A connection whose peer vanished without a word (a failover that moved
+    the address) reads as nothing: the run's claim retries that on a new connection
+    (agents.services.agent_run_execute). Any doubt counts as hung up: it costs a reconnect."""
+    try:
+        poller = select.poll()  # not select(): it refuses descriptors from 1024 on
+        poller.register(raw.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return True
 
 
 def _check_connections_without_a_round_trip() -> None:

@@ -19,7 +19,7 @@ so field conversion and quoting are the ORM's; nothing here formats a value into
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -108,6 +108,31 @@ def execute(cursor: CursorWrapper, statements: Sequence[Statement]) -> list[int]
     return counts
 
 
+# Per connection (Django's connection objects are per thread): statements still to send, in
+# order, each with the row-count list of the block that asked for it. Nested blocks share it.
+_PENDING = "_everesthood_statements_pending"
+
+
+def _pending(connection: BaseDatabaseWrapper) -> list[tuple[Statement, list[int]]]:
+    pending: list[tuple[Statement, list[int]]] | None = getattr(connection, _PENDING, None)
+    if pending is None:
+        pending = []
+        setattr(connection, _PENDING, pending)
+    return pending
+
+
+def _flush(cursor: CursorWrapper, pending: list[tuple[Statement, list[int]]]) -> None:
+    ahead = pending[:]
+    pending.clear()
+    try:
+        counts = execute(cursor, [statement for statement, _ in ahead])
+    except BaseException:
+        pending[:0] = ahead  # not sent: still due (a database error fails the transaction)
+        raise
+    for (_, owner), count in zip(ahead, counts, strict=True):
+        owner.append(count)
+
+
 @contextmanager
 def sent_with_next(
     statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALIAS
@@ -118,14 +143,26 @@ def sent_with_next(
     Their effects come before anything the block does, as if they had been executed on
     entry, and an error in one of them is raised by that first statement (the transaction
     then fails as it would have). Use inside a transaction. Yields a list that holds each
-    statement's row count once it has run (on entry where statements are not batched)."""
+    statement's row count once it has run (on entry where statements are not batched).
+    Nested blocks keep the order of entry: an outer block's statements go first."""
     connection = connections[using]
-    pending = list(statements)
     counts: list[int] = []
     if not batches(connection):
         with connection.cursor() as cursor:
-            counts.extend(execute(cursor, pending))
+            counts.extend(execute(cursor, statements))
         yield counts
+        return
+    pending = _pending(connection)
+    pending.extend((statement, counts) for statement in statements)
+    if getattr(connection, _PENDING + "_wrapped", False):
+        try:
+            yield counts  # an outer block's wrapper sends them
+        except BaseException:
+            pending[:] = [(statement, owner) for statement, owner in pending if owner is not counts]
+            raise
+        if any(owner is counts for _, owner in pending):
+            with connection.cursor() as cursor:
+                _flush(cursor, pending)
         return
 
     def prepend(
@@ -137,27 +174,37 @@ def sent_with_next(
     ) -> Any:
         if not pending:
             return run(sql, params, many, context)
+        cursor = context["cursor"]
+        if many or isinstance(params, Mapping) or (params is None and "%" in sql):
+            # executemany, named parameters (which cannot join positional ones), or SQL whose
+            # literal % would turn into a placeholder once joined to parameters: send them
+            # first, separately.
+            _flush(cursor, pending)
+            return run(sql, params, many, context)
         ahead = pending[:]
         pending.clear()
-        cursor = context["cursor"]
-        if many or (params is None and "%" in sql):
-            # executemany, or SQL whose literal % would turn into a placeholder once joined
-            # to parameters: send them first, separately.
-            counts.extend(execute(cursor, ahead))
-            return run(sql, params, many, context)
-        result = run(
-            "; ".join([*(s.sql for s in ahead), sql]),
-            [*(p for s in ahead for p in s.params), *(params or ())],
-            many,
-            context,
-        )
-        for _ in ahead:  # on to the block's own statement's (first) result
-            counts.append(cursor.rowcount)
+        try:
+            result = run(
+                "; ".join([*(statement.sql for statement, _ in ahead), sql]),
+                [*(p for statement, _ in ahead for p in statement.params), *(params or ())],
+                many,
+                context,
+            )
+        except BaseException:
+            pending[:0] = ahead  # not sent: still due (a database error fails the transaction)
+            raise
+        for _, owner in ahead:  # on to the block's own statement's (first) result
+            owner.append(cursor.rowcount)
             cursor.nextset()
         return result
 
-    with connection.execute_wrapper(prepend):
-        yield counts
-    if pending:
-        with connection.cursor() as cursor:
-            counts.extend(execute(cursor, pending))
+    setattr(connection, _PENDING + "_wrapped", True)
+    try:
+        with connection.execute_wrapper(prepend):
+            yield counts
+        if pending:
+            with connection.cursor() as cursor:
+                _flush(cursor, pending)
+    finally:
+        setattr(connection, _PENDING + "_wrapped", False)
+        pending.clear()  # a block that failed leaves nothing for the next one to send

@@ -170,3 +170,51 @@ def test_a_literal_percent_in_the_block_is_not_taken_for_a_placeholder(personas,
         cursor.execute("SELECT '100%'")
         assert cursor.fetchone() == ("100%",)
     assert _name(personas.org) == "Pct"
+
+
+def test_nested_blocks_send_in_the_order_they_were_entered(personas, mode):
+    with (
+        transaction.atomic(),
+        statements.sent_with_next([_rename(personas.org, "outer, first")]) as outer,
+        statements.sent_with_next([_rename(personas.org, "inner, second")]) as inner,
+    ):
+        assert _name(personas.org) == "inner, second"
+    assert (outer, inner) == ([1], [1])
+
+
+def test_a_failed_inner_block_sends_nothing_of_its_own(personas, mode):
+    with transaction.atomic(), statements.sent_with_next([_rename(personas.org, "outer")]):
+        with (
+            pytest.raises(RuntimeError),
+            statements.sent_with_next([_rename(personas.other_org, "never")]),
+        ):
+            raise RuntimeError("before any statement")
+        _name(personas.org)
+    if mode == "batched":  # executed on entry otherwise: kept, as by any write before an error
+        assert _name(personas.other_org) == personas.other_org.name
+    assert _name(personas.org) == "outer"
+
+
+def test_named_parameters_in_the_block(personas, mode):
+    with (
+        transaction.atomic(),
+        statements.sent_with_next([_rename(personas.org, "Named")]),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT %(one)s", {"one": 1})
+        assert cursor.fetchone() == (1,)
+    assert _name(personas.org) == "Named"
+
+
+def test_a_statement_that_never_left_keeps_the_writes_due(personas, mode):
+    # A parameter psycopg cannot send fails before anything reaches the server: the writes
+    # that were to travel with it are not lost, whoever catches the error.
+    with (
+        transaction.atomic(),
+        statements.sent_with_next([_rename(personas.org, "Still due")]) as counts,
+        pytest.raises(Exception),  # noqa: B017, PT011 - psycopg's "cannot adapt"
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("SELECT %s", [object()])  # type: ignore[list-item]
+    assert counts == [1]
+    assert _name(personas.org) == "Still due"
