@@ -1,13 +1,14 @@
 """Writes compiled by the ORM and sent several to a round trip, for the agent-run path.
 
 An agent run writes about a dozen rows, and on PostgreSQL each statement Django sends is a
-round trip to the server: on a busy or virtual host a round trip costs 0.15-0.45 ms, so they
-make up a large part of a run's latency (docs/benchmarks.md). Most of these writes are
-statements whose result nobody reads (an UPDATE of a status, the INSERT of a row whose key is
-made in Python). They can travel with the next statement that is read: PostgreSQL takes
-several statements in one query string, and Django's default psycopg cursor binds
-parameters on the client, so one `execute` sends them all and the server runs them in order,
-in the caller's transaction, stopping at the first error (which then fails the transaction).
+round trip to the server: 0.1-0.45 ms alone on the 2-vCPU host of docs/benchmarks.md, and
+0.5-1.5 ms inside a run there, so they make up a large part of a run's latency. Most of
+these writes are statements whose result nobody reads (an UPDATE of a status, the INSERT of
+a row whose key is made in Python). They can travel with the next statement that is read:
+PostgreSQL takes several statements in one query string, and Django's default psycopg
+cursor binds parameters on the client, so one `execute` sends them all and the server runs
+them in order, in the caller's transaction, stopping at the first error (which then fails
+the transaction).
 
 Where that is not possible (SQLite, which takes one statement per call and has no round
 trip to save; PostgreSQL with `server_side_binding`), each statement is executed on its own,
