@@ -350,6 +350,37 @@ def endpoint(canary: str) -> Iterator[CredentialCheckingEndpoint]:
         yield running
 
 
+def bearer_agent(
+    personas: Personas, url: str, secret: str, *, name: str, user: User | None = None
+) -> tuple[Credential, Agent]:
+    """A credential `<name>-key` holding `secret`, and an agent `name` whose http_request tool
+    sends it to `url` as `Authorization: Bearer <secret>`; both acme's, made by `user` (the
+    admin unless given)."""
+    user = user or personas.admin
+    credential = credential_create(
+        org=personas.org, acting_user=user, name=f"{name}-key", secret=secret
+    )
+    agent = agent_create(
+        org=personas.org,
+        acting_user=user,
+        name=name,
+        config={"method": "GET", "url": url},
+        bindings=[BindingSpec("auth", credential.id, "header", "Authorization", "Bearer {secret}")],
+    )
+    return credential, agent
+
+
+@pytest.fixture
+def in_process_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This test process plays the worker, calling agent_run_execute itself: nothing is
+    published to the broker, and it may decrypt."""
+    from agents.tasks import run_agent
+    from credentials.crypto import process_role
+
+    monkeypatch.setattr(run_agent, "apply_async", lambda *args, **kwargs: None)
+    monkeypatch.setattr(process_role, "_worker", True)
+
+
 # --- a populated organisation and a foreign one (permission and token tests) ---------------
 
 

@@ -11,30 +11,17 @@ import pytest
 from django.db import connections
 
 from agents.models import AgentRun, RunStatus
-from agents.services import BindingSpec, agent_create, agent_run_create, agent_run_execute
-from agents.tasks import run_agent
-from credentials.crypto import process_role
-from credentials.services import credential_create
+from agents.services import agent_run_create, agent_run_execute
 from tests.audit.tamper import postgresql_only
+from tests.conftest import bearer_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def agent(personas, endpoint, canary, monkeypatch):
-    """An agent bound to the endpoint's credential; this process plays the worker."""
-    credential = credential_create(
-        org=personas.org, acting_user=personas.owner, name="claim-key", secret=canary
-    )
-    monkeypatch.setattr(run_agent, "apply_async", lambda *args, **kwargs: None)
-    monkeypatch.setattr(process_role, "_worker", True)
-    return agent_create(
-        org=personas.org,
-        acting_user=personas.owner,
-        name="claim",
-        config={"method": "GET", "url": endpoint.url},
-        bindings=[BindingSpec("auth", credential.id, "header", "Authorization", "Bearer {secret}")],
-    )
+def agent(personas, endpoint, canary, in_process_worker):
+    """An agent bound to the endpoint's credential, run by this process."""
+    return bearer_agent(personas, endpoint.url, canary, name="claim", user=personas.owner)[1]
 
 
 def test_a_redelivered_message_finds_the_run_taken(agent, endpoint):

@@ -12,8 +12,6 @@ from rest_framework.test import APIClient
 
 from agents.models import Agent, AgentRun, RunStatus
 from agents.services import (
-    BindingSpec,
-    agent_create,
     agent_grantee,
     agent_run_create,
     agent_token_issue,
@@ -21,23 +19,10 @@ from agents.services import (
 )
 from audit.models import AuditEvent
 from credentials.models import Credential, CredentialStatus
-from credentials.services import credential_create, credential_revoke_grant
+from credentials.services import credential_revoke_grant
+from tests.conftest import bearer_agent
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-def _bound_agent(personas, endpoint_url, secret, name):
-    credential = credential_create(
-        org=personas.org, acting_user=personas.admin, name=f"{name}-key", secret=secret
-    )
-    agent = agent_create(
-        org=personas.org,
-        acting_user=personas.admin,
-        name=name,
-        config={"method": "GET", "url": endpoint_url},
-        bindings=[BindingSpec("auth", credential.id, "header", "Authorization", "Bearer {secret}")],
-    )
-    return credential, agent
 
 
 def _assert_refused(run: AgentRun, credential: Credential, reason: str, endpoint) -> None:
@@ -54,7 +39,7 @@ def _assert_refused(run: AgentRun, credential: Credential, reason: str, endpoint
 
 
 def test_an_agent_without_the_use_grant_cannot_decrypt(personas, celery_worker, endpoint, canary):
-    credential, agent = _bound_agent(personas, endpoint.url, canary, "ungranted")
+    credential, agent = bearer_agent(personas, endpoint.url, canary, name="ungranted")
     credential_revoke_grant(
         credential=credential, permission="use", grantee=agent_grantee(agent), acting_user=None
     )
@@ -68,7 +53,7 @@ def test_an_agent_without_the_use_grant_cannot_decrypt(personas, celery_worker, 
 def test_a_compromised_credential_is_refused_until_a_new_secret_arrives(
     personas, celery_worker, endpoint, canary
 ):
-    credential, agent = _bound_agent(personas, endpoint.url, canary, "burnt")
+    credential, agent = bearer_agent(personas, endpoint.url, canary, name="burnt")
     Credential.objects.filter(pk=credential.pk).update(status=CredentialStatus.COMPROMISED)
 
     run = celery_worker.wait_for_run(agent_run_create(agent=agent, acting_user=None).id)
@@ -80,7 +65,7 @@ def test_a_compromised_credential_is_refused_until_a_new_secret_arrives(
 def test_an_agent_moved_to_another_org_behind_the_orms_back_cannot_decrypt(
     personas, celery_worker, endpoint, canary
 ):
-    _, agent = _bound_agent(personas, endpoint.url, canary, "mover")
+    _, agent = bearer_agent(personas, endpoint.url, canary, name="mover")
     run = agent_run_create(agent=agent, acting_user=None)
     # The run row says acme; the agent row now says globex: the worker must notice.
     Agent.objects.filter(pk=agent.pk).update(org=personas.other_org)
@@ -138,8 +123,8 @@ def gated_endpoint():
 def test_a_grant_revoked_while_the_run_waits_in_the_queue_takes_effect(
     personas, celery_worker, endpoint, gated_endpoint, canary
 ):
-    _, blocker = _bound_agent(personas, gated_endpoint.url, "blocker-secret", "blocker")
-    credential, agent = _bound_agent(personas, endpoint.url, canary, "late-revoke")
+    _, blocker = bearer_agent(personas, gated_endpoint.url, "blocker-secret", name="blocker")
+    credential, agent = bearer_agent(personas, endpoint.url, canary, name="late-revoke")
 
     busy = agent_run_create(agent=blocker, acting_user=None)
     assert gated_endpoint.reached.wait(timeout=30), "the worker never started the blocking run"
@@ -160,8 +145,8 @@ def test_a_grant_revoked_while_the_run_waits_in_the_queue_takes_effect(
 def test_a_binding_removed_while_the_run_waits_is_not_used(
     personas, celery_worker, endpoint, gated_endpoint, canary
 ):
-    _, blocker = _bound_agent(personas, gated_endpoint.url, "blocker-secret", "blocker")
-    credential, agent = _bound_agent(personas, endpoint.url, canary, "unbound")
+    _, blocker = bearer_agent(personas, gated_endpoint.url, "blocker-secret", name="blocker")
+    credential, agent = bearer_agent(personas, endpoint.url, canary, name="unbound")
 
     busy = agent_run_create(agent=blocker, acting_user=None)
     assert gated_endpoint.reached.wait(timeout=30)
@@ -183,8 +168,8 @@ def test_runs_queued_by_a_token_revoked_while_they_wait_do_not_run(
     personas, celery_worker, endpoint, gated_endpoint, canary
 ):
     # Revoking a stolen token is the containment step: what it queued must not go ahead.
-    _, blocker = _bound_agent(personas, gated_endpoint.url, "blocker-secret", "blocker")
-    credential, agent = _bound_agent(personas, endpoint.url, canary, "token-queued")
+    _, blocker = bearer_agent(personas, gated_endpoint.url, "blocker-secret", name="blocker")
+    credential, agent = bearer_agent(personas, endpoint.url, canary, name="token-queued")
     token, plaintext = agent_token_issue(agent=agent, name="stolen", acting_user=personas.admin)
 
     busy = agent_run_create(agent=blocker, acting_user=None)
@@ -209,7 +194,7 @@ def test_runs_queued_by_a_token_revoked_while_they_wait_do_not_run(
 def test_an_unexpected_error_in_a_run_fails_it_instead_of_leaving_it_queued(
     personas, celery_worker, endpoint, canary
 ):
-    _, agent = _bound_agent(personas, endpoint.url, canary, "crasher")
+    _, agent = bearer_agent(personas, endpoint.url, canary, name="crasher")
     # A config that validation would refuse, written behind its back: the HTTP library raises
     # something no code path expects.
     Agent.objects.filter(pk=agent.pk).update(

@@ -15,32 +15,10 @@ from agents.services import BindingSpec, agent_create, agent_run_create
 from audit.models import AuditEvent
 from config import context
 from credentials.services import credential_create
-from tests.conftest import TEST_KEYS
+from tests.conftest import TEST_KEYS, bearer_agent
 from tests.raw_storage import all_stored_bytes, read_envelope, write_envelope
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-def _agent_with_bearer(personas, endpoint, secret, *, name="caller"):
-    credential = credential_create(
-        org=personas.org, acting_user=personas.member, name=f"{name}-key", secret=secret
-    )
-    agent = agent_create(
-        org=personas.org,
-        acting_user=personas.member,
-        name=name,
-        config={"method": "GET", "url": endpoint.url},
-        bindings=[
-            BindingSpec(
-                slot="auth",
-                credential_id=credential.id,
-                placement="header",
-                target="Authorization",
-                template="Bearer {secret}",
-            )
-        ],
-    )
-    return credential, agent
 
 
 @pytest.fixture
@@ -59,7 +37,9 @@ def published_messages():
 def test_run_completes_on_worker_with_the_right_credential(
     personas, celery_worker, endpoint, canary
 ):
-    credential, agent = _agent_with_bearer(personas, endpoint, canary)
+    credential, agent = bearer_agent(
+        personas, endpoint.url, canary, name="caller", user=personas.member
+    )
     with context.bound(request_id="req-test-run-0001"):
         run = agent_run_create(agent=agent, acting_user=personas.member)
 
@@ -122,7 +102,7 @@ def test_canary_never_leaves_the_worker_in_logs_messages_results_rows_or_files(
 ):
     from celery.result import AsyncResult
 
-    _, agent = _agent_with_bearer(personas, endpoint, canary)
+    _, agent = bearer_agent(personas, endpoint.url, canary, name="caller", user=personas.member)
     run = agent_run_create(agent=agent, acting_user=personas.member)
     run = celery_worker.wait_for_run(run.id)
     assert run.status == RunStatus.SUCCEEDED, run.error
@@ -153,7 +133,9 @@ def test_canary_never_leaves_the_worker_in_logs_messages_results_rows_or_files(
 def test_wrong_secret_makes_the_run_fail_with_the_endpoint_answer(
     personas, celery_worker, endpoint, canary
 ):
-    _, agent = _agent_with_bearer(personas, endpoint, "not-" + canary)
+    _, agent = bearer_agent(
+        personas, endpoint.url, "not-" + canary, name="caller", user=personas.member
+    )
     run = celery_worker.wait_for_run(agent_run_create(agent=agent, acting_user=None).id)
     assert run.status == RunStatus.FAILED
     assert run.error == "endpoint answered 401 Unauthorized"
@@ -166,7 +148,9 @@ def test_key_no_longer_configured_fails_the_run_naming_the_key_and_keeps_the_row
     with override_settings(
         CREDENTIAL_KEYS={**TEST_KEYS, "AGENT_CREDENTIAL_KEY_V3": secrets.token_hex(32)}
     ):
-        credential, agent = _agent_with_bearer(personas, endpoint, canary)
+        credential, agent = bearer_agent(
+            personas, endpoint.url, canary, name="caller", user=personas.member
+        )
     before = read_envelope(credential.id)
     assert before[0] == "local:v3"
 
@@ -184,7 +168,9 @@ def test_key_no_longer_configured_fails_the_run_naming_the_key_and_keeps_the_row
 
 
 def test_altered_ciphertext_fails_closed_and_is_audited(personas, celery_worker, endpoint, canary):
-    credential, agent = _agent_with_bearer(personas, endpoint, canary)
+    credential, agent = bearer_agent(
+        personas, endpoint.url, canary, name="caller", user=personas.member
+    )
     key_id, wrapped, ciphertext = read_envelope(credential.id)
     flipped = bytearray(ciphertext)
     flipped[20] ^= 0x40
@@ -208,8 +194,10 @@ def test_altered_ciphertext_fails_closed_and_is_audited(personas, celery_worker,
 def test_ciphertext_copied_to_another_credential_does_not_decrypt(
     personas, celery_worker, endpoint, canary
 ):
-    victim, _ = _agent_with_bearer(personas, endpoint, canary, name="victim")
-    attacker, agent = _agent_with_bearer(personas, endpoint, "attacker-value", name="attacker")
+    victim, _ = bearer_agent(personas, endpoint.url, canary, name="victim", user=personas.member)
+    attacker, agent = bearer_agent(
+        personas, endpoint.url, "attacker-value", name="attacker", user=personas.member
+    )
     write_envelope(attacker.id, read_envelope(victim.id))
 
     run = celery_worker.wait_for_run(agent_run_create(agent=agent, acting_user=None).id)
@@ -222,7 +210,7 @@ def test_ciphertext_copied_to_another_credential_does_not_decrypt(
 def test_ciphertext_copied_into_another_org_does_not_decrypt(
     personas, celery_worker, endpoint, canary
 ):
-    victim, _ = _agent_with_bearer(personas, endpoint, canary, name="victim")
+    victim, _ = bearer_agent(personas, endpoint.url, canary, name="victim", user=personas.member)
     theirs = credential_create(
         org=personas.other_org, acting_user=personas.outsider, name="theirs", secret="their-own"
     )

@@ -22,12 +22,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agents.models import AgentRun, RunStatus
-from agents.services import BindingSpec, agent_create, agent_run_create, agent_run_execute
-from agents.tasks import run_agent
+from agents.services import agent_run_create, agent_run_execute
 from audit.models import AuditEvent
-from credentials.crypto import process_role
-from credentials.services import credential_create
 from tests.audit.tamper import postgresql_only
+from tests.conftest import bearer_agent
 
 pytestmark = [pytest.mark.django_db(transaction=True), postgresql_only]
 
@@ -45,29 +43,11 @@ def _statements(captured: CaptureQueriesContext) -> tuple[int, int]:
 
 
 def test_a_run_sends_two_statements_to_queue_and_six_to_run(
-    personas, endpoint, canary, monkeypatch
+    personas, endpoint, canary, in_process_worker
 ):
-    credential = credential_create(
-        org=personas.org, acting_user=personas.owner, name="round-trips", secret=canary
+    credential, agent = bearer_agent(
+        personas, endpoint.url, canary, name="round-trips", user=personas.owner
     )
-    agent = agent_create(
-        org=personas.org,
-        acting_user=personas.owner,
-        name="round-trips",
-        config={"method": "GET", "url": endpoint.url},
-        bindings=[
-            BindingSpec(
-                slot="auth",
-                credential_id=credential.id,
-                placement="header",
-                target="Authorization",
-                template="Bearer {secret}",
-            )
-        ],
-    )
-    # This test process is the worker: nothing is published, and it may decrypt.
-    monkeypatch.setattr(run_agent, "apply_async", lambda *args, **kwargs: None)
-    monkeypatch.setattr(process_role, "_worker", True)
 
     with CaptureQueriesContext(connection) as queued:
         run = agent_run_create(agent=agent, acting_user=personas.owner)

@@ -19,13 +19,12 @@ from celery import signals
 from django.db import connection
 
 from agents.models import AgentRun, RunStatus
-from agents.services import BindingSpec, agent_create, agent_run_create
+from agents.services import agent_run_create
 from agents.tasks import ping, run_agent
 from config import celery as worker
 from config import redaction
-from credentials.crypto import process_role
-from credentials.services import credential_create
 from tests.audit.tamper import postgresql_only
+from tests.conftest import bearer_agent
 
 pytestmark = [pytest.mark.django_db(transaction=True), postgresql_only]
 
@@ -45,16 +44,7 @@ def _end_other_sessions() -> int:
 def test_a_run_after_the_server_ended_the_workers_connection_succeeds(
     personas, celery_worker, endpoint, canary
 ):
-    credential = credential_create(
-        org=personas.org, acting_user=personas.admin, name="reconnect-key", secret=canary
-    )
-    agent = agent_create(
-        org=personas.org,
-        acting_user=personas.admin,
-        name="reconnect",
-        config={"method": "GET", "url": endpoint.url},
-        bindings=[BindingSpec("auth", credential.id, "header", "Authorization", "Bearer {secret}")],
-    )
+    _, agent = bearer_agent(personas, endpoint.url, canary, name="reconnect")
     before = agent_run_create(agent=agent, acting_user=None)
     assert celery_worker.wait_for_run(before.id).status == RunStatus.SUCCEEDED
 
@@ -130,22 +120,11 @@ def through_failover_proxy():
 
 
 def test_a_run_whose_kept_connection_died_without_a_word_claims_again(
-    personas, through_failover_proxy, endpoint, canary, monkeypatch
+    personas, through_failover_proxy, endpoint, canary, in_process_worker
 ):
     # In this process (the worker's code, without its process): the socket check cannot see
     # this, so the claim's statement fails and the run claims again on a new connection.
-    credential = credential_create(
-        org=personas.org, acting_user=personas.admin, name="failover-key", secret=canary
-    )
-    agent = agent_create(
-        org=personas.org,
-        acting_user=personas.admin,
-        name="failover",
-        config={"method": "GET", "url": endpoint.url},
-        bindings=[BindingSpec("auth", credential.id, "header", "Authorization", "Bearer {secret}")],
-    )
-    monkeypatch.setattr(run_agent, "apply_async", lambda *args, **kwargs: None)
-    monkeypatch.setattr(process_role, "_worker", True)
+    _, agent = bearer_agent(personas, endpoint.url, canary, name="failover")
     queued = agent_run_create(agent=agent, acting_user=None)
     connection.ensure_connection()
     through_failover_proxy.fail_over()
