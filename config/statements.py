@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -109,17 +109,25 @@ def execute(cursor: CursorWrapper, statements: Sequence[Statement]) -> list[int]
     return counts
 
 
-# Per connection (Django's connection objects are per thread): statements still to send, in
-# order, each with the row-count list of the block that asked for it. Nested blocks share it.
-_PENDING = "_everesthood_statements_pending"
+@dataclass
+class _Queue:
+    """One connection's statements still to send (Django's connection objects are per
+    thread), in order, each with the row-count list of the block that asked for it. Nested
+    blocks share it; `wrapped` while the outermost block's execute wrapper is installed."""
+
+    pending: list[tuple[Statement, list[int]]] = field(default_factory=list)
+    wrapped: bool = False
 
 
-def _pending(connection: BaseDatabaseWrapper) -> list[tuple[Statement, list[int]]]:
-    pending: list[tuple[Statement, list[int]]] | None = getattr(connection, _PENDING, None)
-    if pending is None:
-        pending = []
-        setattr(connection, _PENDING, pending)
-    return pending
+_QUEUE = "_everesthood_statements"
+
+
+def _queue(connection: BaseDatabaseWrapper) -> _Queue:
+    queue: _Queue | None = getattr(connection, _QUEUE, None)
+    if queue is None:
+        queue = _Queue()
+        setattr(connection, _QUEUE, queue)
+    return queue
 
 
 def _flush(cursor: CursorWrapper, pending: list[tuple[Statement, list[int]]]) -> None:
@@ -153,9 +161,10 @@ def sent_with_next(
             counts.extend(execute(cursor, statements))
         yield counts
         return
-    pending = _pending(connection)
+    queue = _queue(connection)
+    pending = queue.pending
     pending.extend((statement, counts) for statement in statements)
-    if getattr(connection, _PENDING + "_wrapped", False):
+    if queue.wrapped:
         try:
             yield counts  # an outer block's wrapper sends them
         except BaseException:
@@ -199,7 +208,7 @@ def sent_with_next(
             cursor.nextset()
         return result
 
-    setattr(connection, _PENDING + "_wrapped", True)
+    queue.wrapped = True
     try:
         with connection.execute_wrapper(prepend):
             yield counts
@@ -207,5 +216,5 @@ def sent_with_next(
             with connection.cursor() as cursor:
                 _flush(cursor, pending)
     finally:
-        setattr(connection, _PENDING + "_wrapped", False)
+        queue.wrapped = False
         pending.clear()  # a block that failed leaves nothing for the next one to send
