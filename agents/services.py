@@ -286,9 +286,8 @@ def agent_run_execute(*, run_id: uuid.UUID | str) -> str:
     store the redacted outcome. Returns the final status. Plaintext exists only inside this
     call.
 
-    Claiming, authorising and decrypting share one transaction (one commit before the tool
-    runs). The claim is an UPDATE of a queued run: it locks the run's row, so a redelivered
-    message waits for it and then finds the run taken.
+    Claiming (`_claim`), authorising and decrypting share one transaction: one commit
+    before the tool runs.
     """
     with redaction.secret_scope():
         try:

@@ -1,6 +1,6 @@
 """A run is claimed once: a redelivered message, or several workers given the same message
 at once, never run it twice (the claim is an UPDATE of a queued run; its row lock makes the
-others wait, then find the run taken)."""
+others wait, then find the run taken; on SQLite the IMMEDIATE transactions serialise them)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from django.db import connections
 
 from agents.models import AgentRun, RunStatus
 from agents.services import agent_run_create, agent_run_execute
-from tests.audit.tamper import postgresql_only
 from tests.conftest import bearer_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,7 +38,6 @@ def test_a_message_for_a_missing_run_runs_nothing(agent, endpoint):
     assert endpoint.received == []
 
 
-@postgresql_only
 def test_workers_given_the_same_message_at_once_run_it_once(agent, endpoint):
     for _ in range(5):
         run = agent_run_create(agent=agent, acting_user=None)
