@@ -12,7 +12,9 @@ the next statement that is read (config.statements), so the run path sends:
   run's outcome UPDATE with the head lock, then the head's move with the event (6).
 
 Each side's transactions are counted too: one to queue, two to run (the decrypt event
-commits before the tool runs, the outcome after).
+commits before the tool runs, the outcome after). Their BEGINs take no round trip of their
+own (config.postgresql), which libpq's protocol trace confirms: 3 round trips to queue, 8 to
+run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from agents.services import agent_run_create, agent_run_execute
 from audit.models import AuditEvent
 from tests.audit.tamper import postgresql_only
 from tests.conftest import bearer_agent
+from tests.pg_trace import protocol_trace
 
 pytestmark = [pytest.mark.django_db(transaction=True), postgresql_only]
 
@@ -49,9 +52,9 @@ def test_a_run_sends_two_statements_to_queue_and_six_to_run(
         personas, endpoint.url, canary, name="round-trips", user=personas.owner
     )
 
-    with CaptureQueriesContext(connection) as queued:
+    with CaptureQueriesContext(connection) as queued, protocol_trace(connection) as queue_wire:
         run = agent_run_create(agent=agent, acting_user=personas.owner)
-    with CaptureQueriesContext(connection) as ran:
+    with CaptureQueriesContext(connection) as ran, protocol_trace(connection) as run_wire:
         status = agent_run_execute(run_id=run.id)
 
     # The path did all it should, in these few statements.
@@ -68,3 +71,8 @@ def test_a_run_sends_two_statements_to_queue_and_six_to_run(
 
     assert _statements(queued) == (1, 2), _sent(queued)
     assert _statements(ran) == (2, 6), _sent(ran)
+    # On the wire, each transaction's BEGIN travels with its first statement
+    # (config.postgresql): the statements and the COMMITs are all the round trips there are.
+    assert queue_wire.round_trips == 2 + 1, queue_wire.queries
+    assert run_wire.round_trips == 6 + 2, run_wire.queries
+    assert all(q.startswith("BEGIN; ") for q in queue_wire.queries[:1] + run_wire.queries[:1])

@@ -43,7 +43,8 @@ def empty_audit_trail() -> None:
 
 
 def on_postgresql() -> bool:
-    return bool(settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql")
+    # Django's backend or config.postgresql, which extends it.
+    return str(settings.DATABASES["default"]["ENGINE"]).endswith("postgresql")
 
 
 postgresql_only = pytest.mark.skipif(

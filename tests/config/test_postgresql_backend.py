@@ -1,0 +1,213 @@
+"""config.postgresql: a transaction's BEGIN travels with its first statement, and nothing else
+about transactions changes.
+
+Every test that saves a round trip also proves the transaction is still one: a second
+connection (the observer) must not see its writes before the commit, and a rollback must
+leave nothing. The stock backend is the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from django.contrib.auth.models import Group
+from django.db import DataError, ProgrammingError, connection, connections, transaction
+from django.db.backends.postgresql.base import DatabaseWrapper as StockDatabaseWrapper
+from psycopg import IsolationLevel
+
+from agents.worker_process import database_url
+from config.postgresql.base import DatabaseWrapper
+from tests.audit.tamper import postgresql_only
+from tests.pg_trace import protocol_trace
+
+pytestmark = [pytest.mark.django_db(transaction=True), postgresql_only]
+
+
+@pytest.fixture
+def observer() -> Iterator[Any]:
+    """Another session on the test database: what it counts is what has been committed."""
+    with psycopg.connect(database_url(connection.settings_dict), autocommit=True) as other:
+
+        def committed_groups() -> list[str]:
+            return [name for (name,) in other.execute("SELECT name FROM auth_group ORDER BY name")]
+
+        yield committed_groups
+
+
+def _wrapper(cls: type[Any], alias: str, **changes: Any) -> Any:
+    settings_dict = {**connection.settings_dict, **changes}
+    settings_dict["OPTIONS"] = {
+        **connection.settings_dict.get("OPTIONS", {}),
+        **changes.get("OPTIONS", {}),
+    }
+    return cls(settings_dict, alias=alias)
+
+
+def test_the_project_uses_this_backend():
+    assert isinstance(connections["default"], DatabaseWrapper)
+
+
+def test_begin_travels_with_the_first_statement_and_saves_a_round_trip(observer):
+    stock = _wrapper(StockDatabaseWrapper, "stock")
+    try:
+        stock.set_autocommit(False)
+        with protocol_trace(stock) as stock_trace:
+            with stock.cursor() as cursor:
+                cursor.execute("INSERT INTO auth_group (name) VALUES (%s)", ["stock"])
+            stock.commit()
+    finally:
+        stock.close()
+
+    with protocol_trace(connection) as trace, transaction.atomic():
+        Group.objects.create(name="ours")
+        assert observer() == ["stock"]  # in a transaction: not committed yet
+
+    assert stock_trace.queries[0] == "BEGIN"
+    assert stock_trace.round_trips == 3  # BEGIN, INSERT, COMMIT
+    assert trace.queries[0].startswith("BEGIN; INSERT INTO ")
+    assert trace.queries[-1] == "COMMIT"
+    assert trace.round_trips == 2
+    assert observer() == ["ours", "stock"]
+
+
+def test_a_failing_block_rolls_back_everything(observer):
+    with transaction.atomic():
+        Group.objects.create(name="first")
+        Group.objects.create(name="second")
+        transaction.set_rollback(True)
+    assert observer() == []
+    assert not Group.objects.exists()
+
+
+def test_a_block_that_sends_nothing_sends_no_begin_and_no_commit():
+    connection.ensure_connection()
+    with protocol_trace(connection) as trace, transaction.atomic():
+        pass
+    assert trace.lines == []
+
+
+def test_outside_a_transaction_no_begin_is_sent(observer):
+    with protocol_trace(connection) as trace:
+        Group.objects.create(name="autocommit")
+    assert len(trace.queries) == 1
+    assert trace.queries[0].startswith("INSERT INTO ")
+    assert observer() == ["autocommit"]
+
+
+def test_a_savepoint_as_the_first_statement(observer):
+    with transaction.atomic():
+        with transaction.atomic():  # SAVEPOINT, opening the transaction
+            Group.objects.create(name="undone")
+            transaction.set_rollback(True)
+        Group.objects.create(name="kept")
+        assert observer() == []
+    assert observer() == ["kept"]
+
+
+def test_an_error_in_the_first_statement_fails_the_transaction_and_nothing_else(observer):
+    with pytest.raises(DataError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT 1 / 0")
+    assert observer() == []
+    # The connection is not left in a failed transaction, nor in a half-open one.
+    with transaction.atomic():
+        Group.objects.create(name="after")
+        assert observer() == []
+    assert observer() == ["after"]
+
+
+def test_a_statement_that_never_left_leaves_begin_due(observer):
+    db = connections["default"]
+    assert isinstance(db, DatabaseWrapper)
+    with transaction.atomic():
+        with pytest.raises(ProgrammingError), connection.cursor() as cursor:
+            cursor.execute("SELECT %s, %s", [1])  # refused by psycopg: nothing sent
+        assert db.begin_due()
+        Group.objects.create(name="in the transaction")
+        assert observer() == []
+        transaction.set_rollback(True)
+    assert observer() == []
+
+
+def test_a_literal_percent_and_named_parameters_are_left_as_they_were():
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT '100%'")
+        assert cursor.fetchone() == ("100%",)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT %(a)s::int + %(b)s::int", {"a": 2, "b": 3})
+        assert cursor.fetchone() == (5,)
+
+
+def test_executemany_first_begins_the_transaction(observer):
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.executemany("INSERT INTO auth_group (name) VALUES (%s)", [("a",), ("b",)])
+        assert observer() == []
+        transaction.set_rollback(True)
+    assert observer() == []
+
+
+def test_a_named_cursor_first_is_in_the_transaction_and_not_holdable(observer):
+    Group.objects.bulk_create([Group(name="one"), Group(name="two")])
+    with transaction.atomic():
+        groups = Group.objects.order_by("name").iterator(chunk_size=1)
+        assert next(groups).name == "one"  # DECLARE ... CURSOR: the block's first statement
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT is_holdable FROM pg_cursors WHERE NOT is_binary")
+            assert cursor.fetchall() == [(False,)]  # as Django's own, inside a transaction
+        Group.objects.filter(name="one").delete()
+        assert observer() == ["one", "two"]
+        assert [group.name for group in groups] == ["two"]
+        transaction.set_rollback(True)
+    assert observer() == ["one", "two"]
+
+
+def test_the_transaction_options_of_the_connection_are_kept():
+    wrapper = _wrapper(
+        DatabaseWrapper, "serializable", OPTIONS={"isolation_level": IsolationLevel.SERIALIZABLE}
+    )
+    try:
+        wrapper.set_autocommit(False)
+        with protocol_trace(wrapper) as trace, wrapper.cursor() as cursor:
+            cursor.execute("SHOW transaction_isolation")
+            assert cursor.fetchone() == ("serializable",)
+        wrapper.rollback()
+    finally:
+        wrapper.close()
+    assert trace.queries[0].startswith("BEGIN ISOLATION LEVEL SERIALIZABLE; SHOW ")
+
+
+def test_autocommit_off_in_the_settings_begins_again_after_each_commit(observer):
+    wrapper = _wrapper(DatabaseWrapper, "no-autocommit", AUTOCOMMIT=False)
+    try:
+        wrapper.ensure_connection()
+        assert not wrapper.get_autocommit()
+        with wrapper.cursor() as cursor:
+            cursor.execute("INSERT INTO auth_group (name) VALUES (%s)", ["first"])
+            assert observer() == []
+            wrapper.commit()
+            assert observer() == ["first"]
+            cursor.execute("INSERT INTO auth_group (name) VALUES (%s)", ["second"])
+            assert observer() == ["first"]  # a new transaction, not autocommit
+        wrapper.rollback()
+    finally:
+        wrapper.close()
+    assert observer() == ["first"]
+
+
+def test_server_side_binding_keeps_the_stock_behaviour(observer):
+    wrapper = _wrapper(DatabaseWrapper, "server-side", OPTIONS={"server_side_binding": True})
+    try:
+        wrapper.set_autocommit(False)
+        with protocol_trace(wrapper) as trace, wrapper.cursor() as cursor:
+            cursor.execute("INSERT INTO auth_group (name) VALUES (%s)", ["bound"])
+            assert observer() == []
+        wrapper.rollback()
+        assert not wrapper.connection.autocommit  # psycopg sends the BEGIN, as in the stock
+    finally:
+        wrapper.close()
+    assert trace.queries == ["BEGIN"]  # alone; the INSERT went by the extended protocol
+    assert any("\tParse\t" in line for line in trace.lines)
+    assert observer() == []
