@@ -80,25 +80,32 @@ _CHECK_DEFERRED = (
 )
 # AuditChainHead's table (a wrong name fails every event, so every test).
 _READ_HEAD = 'SELECT "sequence", "hash" FROM "audit_auditchainhead" WHERE "chain" = %s'
-_LOCK_HEAD = f"{_READ_HEAD} FOR UPDATE"
+# On PostgreSQL the lock also takes the event's id from its column's sequence, so that the
+# event's INSERT needs no RETURNING: nothing is read back, and it can wait for the commit.
+_LOCK_HEAD = (
+    "SELECT \"sequence\", \"hash\", nextval(pg_get_serial_sequence('audit_auditevent', 'id')) "
+    'FROM "audit_auditchainhead" WHERE "chain" = %s FOR UPDATE'
+)
 
 
-def _select_head_for_update(chain: str) -> tuple[int, str] | None:
+def _select_head_for_update(chain: str) -> tuple[int, str, int | None] | None:
     """The head row, locked until the transaction ends (after the deferred checks, on
-    PostgreSQL). SQLite has no row locks; there the project's IMMEDIATE transactions already
-    serialise writers. Raw SQL: this runs for every event, several times in every agent run,
-    and on PostgreSQL the checks and the lock go in one round trip (config.statements)."""
+    PostgreSQL), and the next event's id where the database hands it out (PostgreSQL).
+    SQLite has no row locks; there the project's IMMEDIATE transactions already serialise
+    writers. Raw SQL: this runs for every event, several times in every agent run, and on
+    PostgreSQL the checks and the lock go in one round trip (config.statements)."""
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             cursor.execute(_READ_HEAD, [chain])
-        else:
-            statements.execute(cursor, [*_CHECK_DEFERRED, Statement(_LOCK_HEAD, (chain,))])
+            row = cursor.fetchone()
+            return None if row is None else (row[0], row[1], None)
+        statements.execute(cursor, [*_CHECK_DEFERRED, Statement(_LOCK_HEAD, (chain,))])
         return cursor.fetchone()
 
 
-def _lock_chain_head(chain: str) -> tuple[int, str]:
+def _lock_chain_head(chain: str) -> tuple[int, str, int | None]:
     """(sequence, hash) of the chain's newest event, with its head row locked until the
-    transaction ends."""
+    transaction ends, and the next event's id where the database hands it out."""
     head = _select_head_for_update(chain)
     if head is None:
         # The chain's first event. Two first writers race to create the head: ON CONFLICT DO
@@ -109,7 +116,7 @@ def _lock_chain_head(chain: str) -> tuple[int, str]:
         head = _select_head_for_update(chain)
         if head is None:
             raise AuditChainHead.DoesNotExist(f"no head row for chain {chain}")
-    return int(head[0]), str(head[1])
+    return int(head[0]), str(head[1]), head[2]
 
 
 _MOVE_HEAD = 'UPDATE "audit_auditchainhead" SET "sequence" = %s, "hash" = %s WHERE "chain" = %s'
@@ -145,23 +152,24 @@ def record_event(
     # No savepoint: if the event cannot be written, the change it records must not commit
     # either, and a savepoint would cost two round trips on every event.
     with transaction.atomic(savepoint=False):
-        last_sequence, last_hash = _lock_chain_head(chain)
+        last_sequence, last_hash, event_id = _lock_chain_head(chain)
         # Taken under the lock: on one clock, time follows the sequence along a chain.
         event.occurred_at = timezone.now()
         event.sequence = last_sequence + 1
         event.prev_hash = last_hash
         event.hash = event.compute_hash()
-        # The head moves and the event goes in in one round trip on PostgreSQL; the INSERT
-        # comes last, for the id it returns.
-        with connection.cursor() as cursor:
-            statements.execute(
-                cursor,
-                [
-                    Statement(_MOVE_HEAD, (event.sequence, event.hash, chain)),
-                    statements.insert(event),
-                ],
-            )
-            statements.saved(event, cursor=cursor)
+        move_head = Statement(_MOVE_HEAD, (event.sequence, event.hash, chain))
+        if event_id is not None:
+            # PostgreSQL: nothing to read back. The head moves and the event goes in with the
+            # transaction's next statement, or with its COMMIT (config.statements).
+            event.id = event_id
+            statements.sent_by_commit([move_head, statements.insert(event)])
+            statements.saved(event)
+        else:
+            # The INSERT comes last, for the id it returns.
+            with connection.cursor() as cursor:
+                statements.execute(cursor, [move_head, statements.insert(event)])
+                statements.saved(event, cursor=cursor)
     if outcome == Outcome.DENIED:
         metrics.observe_denied_access(action=action)
     # Logged once the event has committed: the line carries the chain position and hash, a

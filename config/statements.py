@@ -4,11 +4,12 @@ An agent run writes about a dozen rows, and on PostgreSQL each statement Django 
 round trip to the server: 0.1-0.45 ms alone on the 2-vCPU host of docs/benchmarks.md, and
 0.5-1.5 ms inside a run there, so they make up a large part of a run's latency. Most of
 these writes are statements whose result nobody reads (an UPDATE of a status, the INSERT of
-a row whose key is made in Python). They can travel with the next statement that is read:
-PostgreSQL takes several statements in one query string, and Django's default psycopg
-cursor binds parameters on the client, so one `execute` sends them all and the server runs
-them in order, in the caller's transaction, stopping at the first error (which then fails
-the transaction).
+a row whose key is made in Python). They can travel with the next statement that is read
+(`sent_with_next`), or with the transaction's COMMIT (`sent_by_commit`): PostgreSQL takes
+several statements in one query string, and Django's default psycopg cursor binds
+parameters on the client, so one `execute` sends them all and the server runs them in
+order, in the caller's transaction, stopping at the first error (which then fails the
+transaction). The queue is the connection's, kept and sent by config.postgresql.
 
 Where that is not possible (SQLite, which takes one statement per call and has no round
 trip to save; PostgreSQL with `server_side_binding`), each statement is executed on its own,
@@ -20,9 +21,9 @@ so field conversion and quoting are the ORM's; nothing here formats a value into
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -86,8 +87,9 @@ def saved(
 
 
 def batches(connection: BaseDatabaseWrapper) -> bool:
-    """Whether one `execute` on this connection may carry several statements."""
-    return connection.vendor == "postgresql" and (
+    """Whether one `execute` on this connection may carry several statements, and writes may
+    wait for the next one: PostgreSQL through config.postgresql, binding on the client."""
+    return callable(getattr(connection, "queue_ahead", None)) and (
         connection.settings_dict.get("OPTIONS", {}).get("server_side_binding") is not True
     )
 
@@ -109,39 +111,6 @@ def execute(cursor: CursorWrapper, statements: Sequence[Statement]) -> list[int]
     return counts
 
 
-@dataclass
-class _Queue:
-    """One connection's statements still to send (Django's connection objects are per
-    thread), in order, each with the row-count list of the block that asked for it. Nested
-    blocks share it; `wrapped` while the outermost block's execute wrapper is installed."""
-
-    pending: list[tuple[Statement, list[int]]] = field(default_factory=list)
-    wrapped: bool = False
-
-
-_QUEUE = "_everesthood_statements"
-
-
-def _queue(connection: BaseDatabaseWrapper) -> _Queue:
-    queue: _Queue | None = getattr(connection, _QUEUE, None)
-    if queue is None:
-        queue = _Queue()
-        setattr(connection, _QUEUE, queue)
-    return queue
-
-
-def _flush(cursor: CursorWrapper, pending: list[tuple[Statement, list[int]]]) -> None:
-    ahead = pending[:]
-    pending.clear()
-    try:
-        counts = execute(cursor, [statement for statement, _ in ahead])
-    except BaseException:
-        pending[:0] = ahead  # not sent: still due (a database error fails the transaction)
-        raise
-    for (_, owner), count in zip(ahead, counts, strict=True):
-        owner.append(count)
-
-
 @contextmanager
 def sent_with_next(
     statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALIAS
@@ -153,68 +122,37 @@ def sent_with_next(
     entry, and an error in one of them is raised by that first statement (the transaction
     then fails as it would have). Use inside a transaction. Yields a list that holds each
     statement's row count once it has run (on entry where statements are not batched).
-    Nested blocks keep the order of entry: an outer block's statements go first."""
-    connection = connections[using]
+    Nested blocks keep the order of entry: an outer block's statements go first. A block
+    that fails before they were sent sends none of them."""
+    connection: Any = connections[using]
     counts: list[int] = []
     if not batches(connection):
         with connection.cursor() as cursor:
             counts.extend(execute(cursor, statements))
         yield counts
         return
-    queue = _queue(connection)
-    pending = queue.pending
-    pending.extend((statement, counts) for statement in statements)
-    if queue.wrapped:
-        try:
-            yield counts  # an outer block's wrapper sends them
-        except BaseException:
-            pending[:] = [(statement, owner) for statement, owner in pending if owner is not counts]
-            raise
-        if any(owner is counts for _, owner in pending):
-            with connection.cursor() as cursor:
-                _flush(cursor, pending)
-        return
-
-    def prepend(
-        run: Callable[..., Any],
-        sql: str,
-        params: Sequence[Any] | None,
-        many: bool,
-        context: dict[str, Any],
-    ) -> Any:
-        if not pending:
-            return run(sql, params, many, context)
-        cursor = context["cursor"]
-        if many or isinstance(params, Mapping) or (params is None and "%" in sql):
-            # executemany, named parameters (which cannot join positional ones), or SQL whose
-            # literal % would turn into a placeholder once joined to parameters: send them
-            # first, separately.
-            _flush(cursor, pending)
-            return run(sql, params, many, context)
-        ahead = pending[:]
-        pending.clear()
-        try:
-            result = run(
-                "; ".join([*(statement.sql for statement, _ in ahead), sql]),
-                [*(p for statement, _ in ahead for p in statement.params), *(params or ())],
-                many,
-                context,
-            )
-        except BaseException:
-            pending[:0] = ahead  # not sent: still due (a database error fails the transaction)
-            raise
-        for _, owner in ahead:  # on to the block's own statement's (first) result
-            owner.append(cursor.rowcount)
-            cursor.nextset()
-        return result
-
-    queue.wrapped = True
+    connection.queue_ahead([(statement, counts) for statement in statements])
     try:
-        with connection.execute_wrapper(prepend):
-            yield counts
-        if pending:
-            with connection.cursor() as cursor:
-                _flush(cursor, pending)
-    finally:
-        queue.wrapped = False
-        pending.clear()  # a block that failed leaves nothing for the next one to send
+        yield counts
+    except BaseException:
+        connection.withdraw(counts)
+        raise
+    if connection.is_due(counts):
+        connection.send_due()
+
+
+def sent_by_commit(statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Send `statements` (writes whose results nobody reads) with the transaction's next
+    statement, or with its COMMIT if it has none: the commit of a transaction that ends with
+    writes then takes no round trip of its own.
+
+    Their effects come before anything that follows, as if they had been executed now; an
+    error in one of them fails the statement or the COMMIT that carries them, and so the
+    transaction. A rollback discards them with the rest. Outside a transaction, or where
+    statements are not batched, they are executed now."""
+    connection: Any = connections[using]
+    if not batches(connection) or connection.get_autocommit():
+        with connection.cursor() as cursor:
+            execute(cursor, statements)
+        return
+    connection.queue_ahead([(statement, None) for statement in statements])

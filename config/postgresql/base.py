@@ -1,12 +1,18 @@
-"""Django's PostgreSQL backend, with a transaction's BEGIN sent in its first statement's round trip.
+"""Django's PostgreSQL backend, sending a transaction's BEGIN, and writes whose results nobody
+reads, in the round trip of the next statement (or of the COMMIT).
 
-Outside autocommit, psycopg starts every transaction by sending `BEGIN` on its own and waiting
-for the answer before it sends the transaction's first statement: one round trip per
-transaction, 3 of the 14 an agent run took (docs/benchmarks.md). This backend keeps the psycopg
-connection in autocommit and sends `BEGIN` itself, in the same query string as the transaction's
-first statement (`BEGIN; SELECT ...`), as config.statements sends writes ahead of a read.
+Each round trip to the server is a large part of an agent run's latency (docs/benchmarks.md).
+This backend saves those that carry nothing the caller waits for:
 
-Nothing else changes:
+- **BEGIN.** Outside autocommit, psycopg starts every transaction by sending `BEGIN` alone and
+  waiting for the answer. Here the psycopg connection stays in autocommit and the backend
+  sends `BEGIN` itself, in the query string of the transaction's first statement
+  (`BEGIN; SELECT ...`).
+- **Writes queued by config.statements** (`sent_with_next`, `sent_by_commit`) go ahead of the
+  next statement, in the order queued, or ahead of the `COMMIT` (`...; UPDATE ...; COMMIT`).
+
+PostgreSQL runs the statements of one query string in order, in the transaction, and stops at
+the first error, which then fails the transaction. Nothing else changes:
 
 - Django's own view of the transaction is the stock backend's: `atomic()`, savepoints,
   `on_commit`, `get_autocommit()` and `AUTOCOMMIT = False` behave the same;
@@ -14,10 +20,12 @@ Nothing else changes:
   autocommit flag: they send COMMIT or ROLLBACK exactly when a transaction is open, and
   nothing for a block that sent no statement (psycopg does the same);
 - the `BEGIN` is psycopg's own (isolation level, read only, deferrable from the connection);
-- a statement that never left (an error on the client side) leaves the `BEGIN` due;
-- where one `execute` cannot carry two statements (`executemany`, a named cursor's
-  `DECLARE`, a query that is not a string), `BEGIN` is sent alone first, as psycopg would.
-  With `server_side_binding`, where no `execute` can, the backend is the stock one.
+- a statement that never left (an error on the client side) leaves the `BEGIN` and the writes
+  due; a rollback discards the writes;
+- where one `execute` cannot carry several statements (`executemany`, a named cursor's
+  `DECLARE`, named parameters or a literal `%` after queued writes, a query that is not a
+  string), what is due is sent alone first, as psycopg would send its `BEGIN`. With
+  `server_side_binding`, where no `execute` can, the backend is the stock one.
 
 Code that executes on the raw psycopg connection (`connection.connection`) inside `atomic()`
 would run outside the transaction: use `connection.cursor()`, as Django's own code does.
@@ -28,6 +36,7 @@ tests/config/test_postgresql_backend.py holds it to the stock backend's semantic
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from django.db.backends.postgresql import base as postgresql
@@ -35,30 +44,41 @@ from django.db.backends.postgresql.psycopg_any import register_tzloader
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from psycopg import IsolationLevel, ServerCursor, pq
 
-from config.statements import batches
+from config.statements import Statement
 
 # Django's backend module, whose cursor classes and private methods django-stubs do not declare.
 _stock: Any = postgresql
 
+# A write waiting for the next statement, with the row-count list of whoever asked for it
+# (None: nobody reads it).
+_Entry = tuple[Statement, list[int] | None]
+
 
 class DatabaseWrapper(postgresql.DatabaseWrapper):
     # Decided per connection when it opens, as psycopg's autocommit is set then.
-    _sends_begin_with_first = False
+    _sends_ahead = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ahead: list[_Entry] = []  # per connection object, so per thread
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         connection = super().get_new_connection(conn_params)
-        self._sends_begin_with_first = batches(self)
+        options = self.settings_dict.get("OPTIONS", {})
+        self._sends_ahead = options.get("server_side_binding") is not True
         return connection
 
-    def _sends_begin(self) -> bool:
-        return self._sends_begin_with_first and self.connection is not None
+    def _sending_ahead(self) -> bool:
+        return self._sends_ahead and self.connection is not None
+
+    # --- the BEGIN ---------------------------------------------------------------------------
 
     def begin_due(self) -> bool:
         """Whether the next statement opens the transaction Django is in: Django's
         autocommit is off and the server has no transaction open yet."""
         return (
-            not self.autocommit
-            and self.connection is not None
+            self._sending_ahead()
+            and not self.autocommit
             and self.connection.info.transaction_status == pq.TransactionStatus.IDLE
         )
 
@@ -75,13 +95,8 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             parts.append("DEFERRABLE" if raw.deferrable else "NOT DEFERRABLE")
         return " ".join(parts)
 
-    def begin_alone(self) -> None:
-        """Send the due `BEGIN` in a round trip of its own."""
-        with self.wrap_database_errors:
-            self.connection.execute(self.begin_sql())
-
     def _set_autocommit(self, autocommit: bool) -> None:
-        if not self._sends_begin():
+        if not self._sending_ahead():
             cast(Any, super())._set_autocommit(autocommit)
             return
         # Django's flag (set by the caller) says whether a transaction is wanted; psycopg's
@@ -89,11 +104,79 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         if not self.connection.autocommit:  # a new connection: psycopg's default is off
             cast(Any, super())._set_autocommit(True)
 
+    # --- writes that wait for the next statement (config.statements) ---------------------------
+
+    def queue_ahead(self, entries: list[_Entry]) -> None:
+        self._ahead.extend(entries)
+
+    def withdraw(self, owner: list[int]) -> None:
+        """Drop the writes `owner` asked for that have not been sent."""
+        self._ahead[:] = [entry for entry in self._ahead if entry[1] is not owner]
+
+    def is_due(self, owner: list[int]) -> bool:
+        return any(entry[1] is owner for entry in self._ahead)
+
+    def take_ahead(self) -> list[_Entry]:
+        ahead, self._ahead = self._ahead, []
+        return ahead
+
+    def give_back(self, ahead: list[_Entry]) -> None:
+        self._ahead[:0] = ahead
+
+    def give_back_unsent(self, ahead: list[_Entry], status_before: pq.TransactionStatus) -> None:
+        """After a failed `execute` that was to carry `ahead`: if nothing left (an error on
+        the client side leaves the server's transaction status as it was), they are still
+        due. If the server ran them and failed, the transaction has failed (or, failing at
+        COMMIT, ended) with them: sending them again would be wrong. (A COMMIT that fails
+        where the string also opened the transaction leaves the status as it was, too; Django
+        answers a failed commit with a rollback, which discards them.)"""
+        if self.connection is not None and self.connection.info.transaction_status == (
+            status_before
+        ):
+            self.give_back(ahead)
+
+    def send_due(self, *, then: str | None = None) -> None:
+        """Send what is due now (the BEGIN and the queued writes), in one query string that
+        ends with `then` (a COMMIT) if given."""
+        ahead = self.take_ahead()
+        sql = [statement.sql for statement, _ in ahead] + ([then] if then else [])
+        if not sql:
+            if self.begin_due():
+                with self.wrap_database_errors:
+                    self.connection.execute(self.begin_sql())
+            return
+        params = [p for statement, _ in ahead for p in statement.params]
+        status = self.connection.info.transaction_status
+        try:
+            with self.cursor() as cursor:  # its execute puts the BEGIN first
+                cursor.execute("; ".join(sql), params)
+                _count(cursor.cursor, ahead)
+        except BaseException:
+            self.give_back_unsent(ahead, status)
+            raise
+
+    # --- the transaction's ends ----------------------------------------------------------------
+
+    def _commit(self) -> None:
+        if self._ahead:
+            # psycopg's commit then finds no transaction open, and sends nothing.
+            self.send_due(then="COMMIT")
+        cast(Any, super())._commit()
+
+    def _rollback(self) -> None:
+        self._ahead.clear()
+        cast(Any, super())._rollback()
+
+    def _close(self) -> None:
+        self._ahead.clear()
+        cast(Any, super())._close()
+
+    # --- cursors ----------------------------------------------------------------------------
+
     def create_cursor(self, name: str | None = None) -> Any:
-        if name is None or not self._sends_begin():
+        if name is None or not self._sending_ahead():
             return super().create_cursor(name)
-        if self.begin_due():
-            self.begin_alone()  # DECLARE cannot share a query string
+        self.send_due()  # DECLARE cannot share a query string
         # As Django's, but holdable only where Django is in autocommit (psycopg always is).
         cursor = _stock.ServerSideCursor(
             self.connection, name=name, scrollable=False, withhold=self.get_autocommit()
@@ -104,38 +187,64 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         return cursor
 
     def make_cursor(self, cursor: Any) -> CursorWrapper:
-        if not self._sends_begin():
+        if not self._sending_ahead():
             return super().make_cursor(cursor)
         return _CursorWrapper(cursor, self)
 
     def make_debug_cursor(self, cursor: Any) -> CursorDebugWrapper:
-        if not self._sends_begin():
+        if not self._sending_ahead():
             return super().make_debug_cursor(cursor)
         return _CursorDebugWrapper(cursor, self)
 
 
+def _count(raw: Any, ahead: list[_Entry]) -> None:
+    """From the first of `ahead`'s results on: give each its row count, and leave `raw` at
+    the result after them."""
+    for _, owner in ahead:
+        if owner is not None:
+            owner.append(raw.rowcount)
+        raw.nextset()
+
+
 class _CursorWrapper(CursorWrapper):
-    """Sends the due `BEGIN` ahead of the first statement, in its query string. These are
-    the innermost calls of Django's cursor (after execute wrappers such as
-    config.statements'), so the `BEGIN` comes before everything else the string carries."""
+    """Sends what is due (the BEGIN, queued writes) ahead of the statement, in its query
+    string. These are the innermost calls of Django's cursor, after any execute wrapper, so
+    what is due comes first in the string."""
 
     db: DatabaseWrapper
 
     def _execute(self, sql: Any, params: Any, *ignored_wrapper_args: Any) -> Any:
         db, django_s = self.db, cast(Any, super())
-        if not db.begin_due():
+        begin, ahead = db.begin_due(), db.take_ahead()
+        if not begin and not ahead:
             return django_s._execute(sql, params, *ignored_wrapper_args)
-        if not isinstance(sql, str) or isinstance(self.cursor, ServerCursor):
-            db.begin_alone()
+        joinable = isinstance(sql, str) and not isinstance(self.cursor, ServerCursor)
+        if ahead and (isinstance(params, Mapping) or (params is None and "%" in sql)):
+            # Named parameters cannot join the writes' positional ones, and a literal % would
+            # turn into a placeholder once joined to parameters.
+            joinable = False
+        if not joinable:
+            db.give_back(ahead)
+            db.send_due()
             return django_s._execute(sql, params, *ignored_wrapper_args)
-        # The BEGIN has no placeholder: the parameters and a literal % stay as they were.
-        result = django_s._execute(f"{db.begin_sql()}; {sql}", params, *ignored_wrapper_args)
-        self.cursor.nextset()  # on to the statement's own result
+        # The BEGIN has no placeholder: alone, it leaves the parameters as they were.
+        joined = [db.begin_sql()] if begin else []
+        joined += [statement.sql for statement, _ in ahead]
+        if ahead:
+            params = [*(p for statement, _ in ahead for p in statement.params), *(params or ())]
+        status = db.connection.info.transaction_status
+        try:
+            result = django_s._execute("; ".join([*joined, sql]), params, *ignored_wrapper_args)
+        except BaseException:
+            db.give_back_unsent(ahead, status)
+            raise
+        if begin:
+            self.cursor.nextset()
+        _count(self.cursor, ahead)  # on to the statement's own result
         return result
 
     def _executemany(self, sql: Any, param_list: Any, *ignored_wrapper_args: Any) -> Any:
-        if self.db.begin_due():
-            self.db.begin_alone()
+        self.db.send_due()
         return cast(Any, super())._executemany(sql, param_list, *ignored_wrapper_args)
 
 

@@ -1,5 +1,6 @@
-"""config.postgresql: a transaction's BEGIN travels with its first statement, and nothing else
-about transactions changes.
+"""config.postgresql: a transaction's BEGIN travels with its first statement, writes queued by
+config.statements with the next statement or the COMMIT, and nothing else about transactions
+changes.
 
 Every test that saves a round trip also proves the transaction is still one: a second
 connection (the observer) must not see its writes before the commit, and a rollback must
@@ -14,11 +15,19 @@ from typing import Any
 import psycopg
 import pytest
 from django.contrib.auth.models import Group
-from django.db import DataError, ProgrammingError, connection, connections, transaction
+from django.db import (
+    DataError,
+    IntegrityError,
+    ProgrammingError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.backends.postgresql.base import DatabaseWrapper as StockDatabaseWrapper
 from psycopg import IsolationLevel
 
 from agents.worker_process import database_url
+from config import statements
 from config.postgresql.base import DatabaseWrapper
 from tests.audit.tamper import postgresql_only
 from tests.pg_trace import protocol_trace
@@ -211,3 +220,121 @@ def test_server_side_binding_keeps_the_stock_behaviour(observer):
     assert trace.queries == ["BEGIN"]  # alone; the INSERT went by the extended protocol
     assert any("\tParse\t" in line for line in trace.lines)
     assert observer() == []
+
+
+# --- writes queued by config.statements ------------------------------------------------------
+
+
+def _add_group(name: str) -> statements.Statement:
+    return statements.insert(Group(name=name))
+
+
+def test_queued_writes_go_ahead_of_the_next_statement_in_order(observer):
+    with protocol_trace(connection) as trace, transaction.atomic():
+        statements.sent_by_commit([_add_group("a"), _add_group("b")])
+        assert sorted(Group.objects.values_list("name", flat=True)) == ["a", "b"]
+        assert observer() == []
+    assert trace.round_trips == 2  # BEGIN + the writes + the read; COMMIT
+    assert trace.queries[0].startswith("BEGIN; INSERT INTO ")
+    assert observer() == ["a", "b"]
+
+
+def test_queued_writes_go_with_the_commit(observer):
+    with protocol_trace(connection) as trace, transaction.atomic():
+        assert not Group.objects.exists()
+        statements.sent_by_commit([_add_group("at commit")])
+        assert observer() == []
+    assert trace.round_trips == 2
+    assert trace.queries[-1].endswith("; COMMIT")
+    assert observer() == ["at commit"]
+
+
+def test_a_write_that_fails_at_commit_is_not_sent_again(observer):
+    # A foreign key PostgreSQL checks at COMMIT (Django's are deferred): the COMMIT that
+    # carries the write fails, and the transaction with it.
+    orphan = statements.Statement(
+        'INSERT INTO "auth_user_groups" ("user_id", "group_id") VALUES (%s, %s)', (-1, -1)
+    )
+
+    def transaction_with_the_orphan() -> None:
+        with transaction.atomic():
+            Group.objects.create(name="with the orphan")
+            statements.sent_by_commit([orphan])
+
+    with pytest.raises(IntegrityError):
+        transaction_with_the_orphan()
+    assert observer() == []
+    with protocol_trace(connection) as trace, transaction.atomic():
+        Group.objects.create(name="next")
+    assert not any("auth_user_groups" in query for query in trace.queries)
+    assert observer() == ["next"]
+
+
+def test_a_write_that_fails_in_a_savepoint_is_not_sent_again(observer):
+    with transaction.atomic():
+        with pytest.raises(IntegrityError), transaction.atomic():
+            statements.sent_by_commit([_add_group("twice"), _add_group("twice")])
+        with protocol_trace(connection) as trace:
+            Group.objects.create(name="after")
+        assert not any("twice" in query for query in trace.queries)
+    assert observer() == ["after"]
+
+
+def test_queued_writes_go_before_executemany_and_named_cursors(observer):
+    with transaction.atomic():
+        statements.sent_by_commit([_add_group("first")])
+        with connection.cursor() as cursor:
+            cursor.executemany("INSERT INTO auth_group (name) VALUES (%s)", [("x",), ("y",)])
+        statements.sent_by_commit([_add_group("second")])
+        names = [group.name for group in Group.objects.order_by("id").iterator(chunk_size=10)]
+        assert names == ["first", "x", "y", "second"]
+        assert observer() == []
+    assert observer() == ["first", "second", "x", "y"]
+
+
+def test_queued_writes_go_before_named_parameters_and_a_literal_percent():
+    with transaction.atomic(), connection.cursor() as cursor:
+        statements.sent_by_commit([_add_group("named")])
+        cursor.execute("SELECT count(*) FROM auth_group WHERE name = %(name)s", {"name": "named"})
+        assert cursor.fetchone() == (1,)
+        statements.sent_by_commit([_add_group("100%")])
+        cursor.execute("SELECT name FROM auth_group WHERE name LIKE '100%'")
+        assert cursor.fetchall() == [("100%",)]
+
+
+def test_a_closed_connection_forgets_what_was_queued(observer):
+    with transaction.atomic():
+        statements.sent_by_commit([_add_group("forgotten")])
+        connection.close()  # Django then ends the block without a commit
+    connection.ensure_connection()
+    with transaction.atomic():
+        Group.objects.create(name="fresh")
+    assert observer() == ["fresh"]
+
+
+def test_a_rollback_discards_what_was_queued(observer):
+    with transaction.atomic():
+        statements.sent_by_commit([_add_group("rolled back")])
+        transaction.set_rollback(True)
+    with protocol_trace(connection) as trace:
+        assert not Group.objects.exists()  # autocommit: would carry them, were they kept
+    assert trace.round_trips == 1
+    assert observer() == []
+
+
+def test_a_transaction_of_queued_writes_alone_that_fails_at_commit_leaves_nothing(observer):
+    # BEGIN, the write and COMMIT in one string: the status is "idle" before and after.
+    orphan = statements.Statement(
+        'INSERT INTO "auth_user_groups" ("user_id", "group_id") VALUES (%s, %s)', (-1, -1)
+    )
+
+    def only_the_orphan() -> None:
+        with transaction.atomic():
+            statements.sent_by_commit([orphan])
+
+    with pytest.raises(IntegrityError):
+        only_the_orphan()
+    with protocol_trace(connection) as trace:
+        Group.objects.create(name="next")
+    assert not any("auth_user_groups" in query for query in trace.queries)
+    assert observer() == ["next"]

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from config import statements
 from orgs.models import Organization
 from tests.audit.tamper import on_postgresql, postgresql_only
+from tests.pg_trace import protocol_trace
 
 pytestmark = pytest.mark.django_db
 
@@ -108,25 +109,94 @@ def test_sent_with_next_takes_effect_before_the_block_reads(personas, mode):
 
 
 @postgresql_only
+@pytest.mark.django_db(transaction=True)  # so that atomic() is a transaction, not a savepoint
 def test_batched_they_travel_in_the_first_statement_of_the_block(personas):
-    sent: list[str] = []
-
-    def record(execute, sql, params, many, context):
-        sent.append(sql)
-        return execute(sql, params, many, context)
-
-    # The recorder is registered inside, so it sees what reaches the database.
     with (
+        protocol_trace(connection) as wire,
         transaction.atomic(),
         statements.sent_with_next([_rename(personas.org, "Sent")]),
-        connection.execute_wrapper(record),
     ):
         assert _name(personas.org) == "Sent"
         assert _name(personas.other_org) == personas.other_org.name
-    assert len(sent) == 2
-    assert sent[0].startswith('UPDATE "orgs_organization"')
-    assert "; SELECT" in sent[0]
-    assert sent[1].startswith("SELECT")
+    assert len(wire.queries) == 3  # the two reads, then COMMIT
+    assert wire.queries[0].startswith('BEGIN; UPDATE "orgs_organization"')
+    assert "; SELECT" in wire.queries[0]
+    assert wire.queries[1].startswith("SELECT")
+    assert wire.round_trips == 3
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_sent_by_commit_they_travel_with_the_commit(personas):
+    with protocol_trace(connection) as wire, transaction.atomic():
+        assert _name(personas.org) == personas.org.name
+        statements.sent_by_commit([_rename(personas.org, "At commit")])
+    assert wire.round_trips == 2
+    assert wire.queries[-1].startswith('UPDATE "orgs_organization"')
+    assert wire.queries[-1].endswith("; COMMIT")
+    assert _name(personas.org) == "At commit"
+
+
+def test_sent_by_commit_takes_effect_before_the_next_statement(personas, mode):
+    with transaction.atomic():
+        statements.sent_by_commit([_rename(personas.org, "First")])
+        statements.sent_by_commit(
+            [statements.update(Organization.objects.filter(name="First"), name="Second")]
+        )
+        assert _name(personas.org) == "Second"  # both ran, in order, before this read
+        statements.sent_by_commit([_rename(personas.org, "Third")])
+    assert _name(personas.org) == "Third"
+
+
+def test_sent_by_commit_is_undone_by_a_rollback(personas, mode):
+    with transaction.atomic():
+        statements.sent_by_commit([_rename(personas.org, "Rolled back")])
+        transaction.set_rollback(True)
+    assert _name(personas.org) == personas.org.name
+    with transaction.atomic():
+        with transaction.atomic():  # a savepoint, rolled back
+            statements.sent_by_commit([_rename(personas.org, "Undone")])
+            transaction.set_rollback(True)
+        assert _name(personas.org) == personas.org.name
+    assert _name(personas.org) == personas.org.name
+
+
+def test_sent_by_commit_with_no_other_statement_opens_and_commits(personas, mode):
+    with transaction.atomic():
+        statements.sent_by_commit([_rename(personas.org, "Alone")])
+    assert _name(personas.org) == "Alone"
+
+
+def test_an_error_in_a_write_sent_by_commit_fails_the_commit(personas, mode):
+    taken = statements.update(
+        Organization.objects.filter(pk=personas.org.pk), slug=personas.other_org.slug
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        statements.sent_by_commit([_rename(personas.org, "Half"), taken])
+    org = Organization.objects.get(pk=personas.org.pk)
+    assert (org.name, org.slug) == (personas.org.name, personas.org.slug)
+    with transaction.atomic():  # and the connection goes on
+        statements.sent_by_commit([_rename(personas.org, "After")])
+    assert _name(personas.org) == "After"
+
+
+def test_sent_by_commit_outside_a_transaction_is_executed_now(personas, mode):
+    statements.sent_by_commit([_rename(personas.org, "Now")])
+    assert _name(personas.org) == "Now"
+
+
+def test_sent_with_next_and_by_commit_keep_the_order_they_were_queued_in(personas, mode):
+    with transaction.atomic():
+        with statements.sent_with_next([_rename(personas.org, "one")]) as counts:
+            statements.sent_by_commit(
+                [statements.update(Organization.objects.filter(name="one"), name="two")]
+            )
+        assert counts == [1]
+        with statements.sent_with_next(
+            [statements.update(Organization.objects.filter(name="two"), name="three")]
+        ) as later:
+            assert _name(personas.org) == "three"
+        assert later == [1]
 
 
 def test_a_block_that_runs_no_statement_still_sends_them(personas, mode):
