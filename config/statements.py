@@ -134,11 +134,11 @@ def sent_with_next(
     connection.queue_ahead([(statement, counts) for statement in statements])
     try:
         yield counts
+        if connection.is_due(counts):
+            connection.send_due()
     except BaseException:
         connection.withdraw(counts)
         raise
-    if connection.is_due(counts):
-        connection.send_due()
 
 
 def sent_by_commit(statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALIAS) -> None:

@@ -20,12 +20,17 @@ the first error, which then fails the transaction. Nothing else changes:
   autocommit flag: they send COMMIT or ROLLBACK exactly when a transaction is open, and
   nothing for a block that sent no statement (psycopg does the same);
 - the `BEGIN` is psycopg's own (isolation level, read only, deferrable from the connection);
-- a statement that never left (an error on the client side) leaves the `BEGIN` and the writes
-  due; a rollback discards the writes;
-- where one `execute` cannot carry several statements (`executemany`, a named cursor's
-  `DECLARE`, named parameters or a literal `%` after queued writes, a query that is not a
-  string), what is due is sent alone first, as psycopg would send its `BEGIN`. With
-  `server_side_binding`, where no `execute` can, the backend is the stock one.
+- queued writes are bound on the client before anything is sent: a parameter psycopg cannot
+  send fails there, and leaves them due; once sent, they ran or failed the transaction;
+- a rollback discards queued writes, and so does a rollback to a savepoint (every savepoint
+  statement carries what was due before it); a queued write that fails with the `SAVEPOINT`
+  carrying it fails the transaction with TransactionManagementError, so that the savepoint's
+  own `except IntegrityError` cannot take it for its block's error;
+- Django's return to autocommit over an open transaction is refused, as psycopg refuses it;
+- where one `execute` cannot carry several statements (`executemany`, `copy`, `stream`, a
+  named cursor's `DECLARE`, named parameters or a literal `%` after queued writes, a query
+  that is not a string), what is due is sent alone first, as psycopg would send its `BEGIN`.
+  With `server_side_binding`, where no `execute` can, the backend is the stock one.
 
 Code that executes on the raw psycopg connection (`connection.connection`) inside `atomic()`
 would run outside the transaction: use `connection.cursor()`, as Django's own code does.
@@ -39,9 +44,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
+from django.db import DatabaseError, ProgrammingError
 from django.db.backends.postgresql import base as postgresql
 from django.db.backends.postgresql.psycopg_any import register_tzloader
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.db.transaction import TransactionManagementError
 from psycopg import IsolationLevel, ServerCursor, pq
 
 from config.statements import Statement
@@ -66,6 +73,7 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         connection = super().get_new_connection(conn_params)
         options = self.settings_dict.get("OPTIONS", {})
         self._sends_ahead = options.get("server_side_binding") is not True
+        self._ahead.clear()  # nothing of an earlier connection's transaction is due here
         return connection
 
     def _sending_ahead(self) -> bool:
@@ -101,12 +109,23 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             return
         # Django's flag (set by the caller) says whether a transaction is wanted; psycopg's
         # stays on, so that psycopg never sends a BEGIN of its own.
+        status = self.connection.info.transaction_status
+        if autocommit and status != pq.TransactionStatus.IDLE:
+            # As psycopg refuses it: autocommit over an open transaction would leave it open,
+            # to be committed by whatever comes next. Django then closes the connection.
+            raise ProgrammingError(
+                f"can't change 'autocommit' now: connection in transaction status {status.name}"
+            )
         if not self.connection.autocommit:  # a new connection: psycopg's default is off
             cast(Any, super())._set_autocommit(True)
 
     # --- writes that wait for the next statement (config.statements) ---------------------------
 
     def queue_ahead(self, entries: list[_Entry]) -> None:
+        if self.closed_in_transaction:
+            # Django ends this block without a commit: nothing may wait for a later one.
+            raise TransactionManagementError("the connection was closed in this transaction")
+        self.ensure_connection()  # so that a later connection never finds them
         self._ahead.extend(entries)
 
     def withdraw(self, owner: list[int]) -> None:
@@ -121,39 +140,20 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
         return ahead
 
     def give_back(self, ahead: list[_Entry]) -> None:
+        """Writes taken to go with a statement that was not sent: still due, first."""
         self._ahead[:0] = ahead
-
-    def give_back_unsent(self, ahead: list[_Entry], status_before: pq.TransactionStatus) -> None:
-        """After a failed `execute` that was to carry `ahead`: if nothing left (an error on
-        the client side leaves the server's transaction status as it was), they are still
-        due. If the server ran them and failed, the transaction has failed (or, failing at
-        COMMIT, ended) with them: sending them again would be wrong. (A COMMIT that fails
-        where the string also opened the transaction leaves the status as it was, too; Django
-        answers a failed commit with a rollback, which discards them.)"""
-        if self.connection is not None and self.connection.info.transaction_status == (
-            status_before
-        ):
-            self.give_back(ahead)
 
     def send_due(self, *, then: str | None = None) -> None:
         """Send what is due now (the BEGIN and the queued writes), in one query string that
         ends with `then` (a COMMIT) if given."""
-        ahead = self.take_ahead()
-        sql = [statement.sql for statement, _ in ahead] + ([then] if then else [])
-        if not sql:
-            if self.begin_due():
-                with self.wrap_database_errors:
-                    self.connection.execute(self.begin_sql())
+        self.ensure_connection()
+        if not self._ahead and not self.begin_due() and then is None:
             return
-        params = [p for statement, _ in ahead for p in statement.params]
-        status = self.connection.info.transaction_status
-        try:
-            with self.cursor() as cursor:  # its execute puts the BEGIN first
-                cursor.execute("; ".join(sql), params)
-                _count(cursor.cursor, ahead)
-        except BaseException:
-            self.give_back_unsent(ahead, status)
-            raise
+        with self.cursor() as cursor:
+            if then is None:
+                cast(_CursorWrapper, cursor).send(None, None)
+            else:  # as a statement of its own, which the query log shows
+                cursor.execute(then, [])
 
     # --- the transaction's ends ----------------------------------------------------------------
 
@@ -162,6 +162,28 @@ class DatabaseWrapper(postgresql.DatabaseWrapper):
             # psycopg's commit then finds no transaction open, and sends nothing.
             self.send_due(then="COMMIT")
         cast(Any, super())._commit()
+
+    def _savepoint(self, sid: str) -> None:
+        carried = bool(self._ahead)
+        try:
+            cast(Any, super())._savepoint(sid)
+        except DatabaseError as exc:
+            if carried and self.connection.info.transaction_status == pq.TransactionStatus.INERROR:
+                # A write queued before the savepoint failed with it. Raised as the error of
+                # the savepoint's own block, `except IntegrityError` around that block would
+                # take it for its own and go on in a failed transaction, whose COMMIT then
+                # rolls back without a word. The transaction is failed: say so.
+                self.needs_rollback = True
+                raise TransactionManagementError(
+                    "a write queued earlier in this transaction failed"
+                ) from exc
+            raise
+
+    def _savepoint_rollback(self, sid: str) -> None:
+        # Every savepoint statement carries what was due, so whatever is still queued was
+        # queued inside this savepoint: the rollback undoes it, it need not be sent.
+        self._ahead.clear()
+        cast(Any, super())._savepoint_rollback(sid)
 
     def _rollback(self) -> None:
         self._ahead.clear()
@@ -214,38 +236,60 @@ class _CursorWrapper(CursorWrapper):
     db: DatabaseWrapper
 
     def _execute(self, sql: Any, params: Any, *ignored_wrapper_args: Any) -> Any:
+        return self.send(sql, params, *ignored_wrapper_args)
+
+    def send(self, sql: Any, params: Any, *ignored_wrapper_args: Any) -> Any:
+        """Execute `sql` (None: nothing of its own) with what is due ahead of it."""
         db, django_s = self.db, cast(Any, super())
         begin, ahead = db.begin_due(), db.take_ahead()
         if not begin and not ahead:
-            return django_s._execute(sql, params, *ignored_wrapper_args)
-        joinable = isinstance(sql, str) and not isinstance(self.cursor, ServerCursor)
-        if ahead and (isinstance(params, Mapping) or (params is None and "%" in sql)):
+            return None if sql is None else django_s._execute(sql, params, *ignored_wrapper_args)
+        joinable = sql is None or (
+            isinstance(sql, str)
+            and not isinstance(self.cursor, ServerCursor)
             # Named parameters cannot join the writes' positional ones, and a literal % would
             # turn into a placeholder once joined to parameters.
-            joinable = False
+            and not (ahead and (isinstance(params, Mapping) or (params is None and "%" in sql)))
+        )
         if not joinable:
             db.give_back(ahead)
-            db.send_due()
+            self.send(None, None)  # what is due, alone first
             return django_s._execute(sql, params, *ignored_wrapper_args)
-        # The BEGIN has no placeholder: alone, it leaves the parameters as they were.
-        joined = [db.begin_sql()] if begin else []
-        joined += [statement.sql for statement, _ in ahead]
+        parts = [db.begin_sql()] if begin else []
+        parts += [statement.sql for statement, _ in ahead]
+        query = "; ".join([*parts, *([] if sql is None else [sql])])
         if ahead:
-            params = [*(p for statement, _ in ahead for p in statement.params), *(params or ())]
-        status = db.connection.info.transaction_status
-        try:
-            result = django_s._execute("; ".join([*joined, sql]), params, *ignored_wrapper_args)
-        except BaseException:
-            db.give_back_unsent(ahead, status)
-            raise
+            # Bound here, on the client, where a parameter psycopg cannot send fails before
+            # anything has left: then, and only then, the writes are still due. Once sent,
+            # they either ran or failed the transaction with them.
+            joined = [p for statement, _ in ahead for p in statement.params]
+            try:
+                with db.wrap_database_errors:
+                    query = self.cursor.mogrify(query, [*joined, *(params or ())])
+            except BaseException:
+                db.give_back(ahead)
+                raise
+            params = None
+        result = django_s._execute(query, params, *ignored_wrapper_args)
         if begin:
             self.cursor.nextset()
         _count(self.cursor, ahead)  # on to the statement's own result
         return result
 
     def _executemany(self, sql: Any, param_list: Any, *ignored_wrapper_args: Any) -> Any:
-        self.db.send_due()
+        self.send(None, None)
         return cast(Any, super())._executemany(sql, param_list, *ignored_wrapper_args)
+
+    # psycopg's own ways of sending, which Django's cursor passes through: after what is due.
+
+    def copy(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        self.send(None, None)
+        parent = getattr(super(), "copy", None)  # the debug cursor's logs it
+        return (parent or self.cursor.copy)(statement, *args, **kwargs)
+
+    def stream(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        self.send(None, None)
+        return self.cursor.stream(query, *args, **kwargs)
 
 
 class _CursorDebugWrapper(_CursorWrapper, postgresql.CursorDebugWrapper):

@@ -19,12 +19,15 @@ from django.db import (
     DataError,
     IntegrityError,
     ProgrammingError,
+    close_old_connections,
     connection,
     connections,
     transaction,
 )
 from django.db.backends.postgresql.base import DatabaseWrapper as StockDatabaseWrapper
+from django.db.transaction import TransactionManagementError
 from psycopg import IsolationLevel
+from psycopg import sql as psycopg_sql
 
 from agents.worker_process import database_url
 from config import statements
@@ -338,3 +341,172 @@ def test_a_transaction_of_queued_writes_alone_that_fails_at_commit_leaves_nothin
         Group.objects.create(name="next")
     assert not any("auth_user_groups" in query for query in trace.queries)
     assert observer() == ["next"]
+
+
+# --- found by review: each failed before its fix ----------------------------------------------
+
+
+class _RefusedError(Exception):
+    pass
+
+
+def _refuse_the_commit(execute, sql, params, many, context):
+    if sql.endswith("COMMIT"):
+        raise _RefusedError(sql)
+    return execute(sql, params, many, context)
+
+
+def test_copy_and_stream_first_are_in_the_transaction_and_after_queued_writes(observer):
+    with transaction.atomic():
+        with (
+            connection.cursor() as cursor,
+            cursor.copy("COPY auth_group (name) FROM STDIN") as copy,
+        ):
+            copy.write_row(("copied",))
+        assert observer() == []  # not in autocommit
+        statements.sent_by_commit([_add_group("queued")])
+        with connection.cursor() as cursor:
+            list(cursor.stream("INSERT INTO auth_group (name) VALUES ('streamed') RETURNING id"))
+        assert list(Group.objects.order_by("id").values_list("name", flat=True)) == [
+            "copied",
+            "queued",
+            "streamed",
+        ]
+        assert observer() == []
+        transaction.set_rollback(True)
+    assert observer() == []
+
+
+def test_autocommit_is_refused_over_an_open_transaction(observer):
+    transaction.set_autocommit(False)
+    try:
+        Group.objects.create(name="in the open transaction")
+        with pytest.raises(ProgrammingError, match="can't change 'autocommit' now"):
+            transaction.set_autocommit(True)  # as the stock backend (psycopg) refuses it
+        assert not transaction.get_autocommit()
+        transaction.rollback()
+    finally:
+        transaction.set_autocommit(True)
+    assert observer() == []
+
+
+def test_a_commit_that_raised_leaves_nothing_for_the_next_transaction(observer):
+    # An execute wrapper sees the COMMIT that carries queued writes; one that raises there
+    # (not a database error: Django does not roll back) must not leave the transaction open.
+
+    def refused() -> None:
+        with connection.execute_wrapper(_refuse_the_commit), transaction.atomic():
+            Group.objects.create(name="failed")
+            statements.sent_by_commit([_add_group("failed, queued")])
+
+    # As with the stock backend: Django cannot return to autocommit over the open
+    # transaction, and says so; the connection is then closed, not reused.
+    with pytest.raises(ProgrammingError, match="can't change 'autocommit' now") as raised:
+        refused()
+    assert isinstance(raised.value.__context__, _RefusedError)
+    close_old_connections()  # what the next request or task starts with
+    with transaction.atomic():
+        Group.objects.create(name="next")
+    assert observer() == ["next"]
+
+
+def test_writes_that_committed_are_not_sent_again(observer):
+    Group.objects.create(name="g")
+    append_x = statements.Statement(
+        'UPDATE "auth_group" SET "name" = "name" || %s WHERE "name" LIKE %s', ("x", "g%")
+    )
+
+    def raise_after(execute, sql, params, many, context):  # a slow-query guard, say
+        result = execute(sql, params, many, context)
+        if sql.endswith("COMMIT"):
+            raise _RefusedError(sql)
+        return result
+
+    with (
+        pytest.raises(_RefusedError),
+        connection.execute_wrapper(raise_after),
+        transaction.atomic(),
+    ):
+        statements.sent_by_commit([append_x])
+    assert observer() == ["gx"]
+    assert Group.objects.exists()  # the next statement
+    assert observer() == ["gx"]  # applied once
+
+
+def test_nothing_queued_after_a_close_in_the_block_reaches_the_next_connection(observer):
+    def close_then_queue() -> None:
+        with transaction.atomic():
+            assert not Group.objects.exists()
+            connection.close()  # Django ends this block without a commit
+            statements.sent_by_commit([_add_group("ghost")])
+
+    with pytest.raises(TransactionManagementError):
+        close_then_queue()
+    assert not Group.objects.exists()  # a new connection, in autocommit
+    assert observer() == []
+
+
+def test_a_queued_write_that_fails_with_a_savepoint_is_not_taken_for_its_blocks_error(observer):
+    ran: list[int] = []
+
+    def caller() -> None:
+        with transaction.atomic():
+            Group.objects.create(name="kept")
+            statements.sent_by_commit([_add_group("kept")])  # a duplicate
+            try:
+                with transaction.atomic():  # its SAVEPOINT carries the queued INSERT
+                    Group.objects.create(name="maybe a duplicate")
+            except IntegrityError:
+                pass  # the caller's handling of its own duplicate
+            transaction.on_commit(lambda: ran.append(1))
+
+    # Executed where it was issued, the duplicate would have failed the transaction; it
+    # still does, and says so, instead of a COMMIT that silently rolls back.
+    with pytest.raises(TransactionManagementError, match="queued earlier"):
+        caller()
+    assert (observer(), ran) == ([], [])
+
+
+def test_a_savepoint_rollback_does_not_send_the_writes_it_undoes(observer):
+    unsendable = statements.Statement('INSERT INTO "auth_group" ("name") VALUES (%s)', ("a\x00b",))
+    with transaction.atomic():
+        Group.objects.create(name="before")
+        try:
+            with transaction.atomic():
+                statements.sent_by_commit([unsendable])
+                Group.objects.filter(name="x").exists()  # carries it: refused, nothing sent
+        except DataError:
+            pass  # the savepoint is rolled back; the transaction goes on
+        Group.objects.create(name="after")
+    assert observer() == ["after", "before"]
+
+
+def test_a_block_whose_own_send_fails_leaves_nothing_queued():
+    unsendable = statements.Statement('INSERT INTO "auth_group" ("name") VALUES (%s)', ("a\x00b",))
+    with pytest.raises(DataError), statements.sent_with_next([unsendable]):
+        pass  # no statement: sent at the block's end, in autocommit
+    assert Group.objects.count() == 0
+
+
+def test_a_block_that_runs_nothing_on_a_closed_connection_still_sends():
+    connection.close()
+    with transaction.atomic(), statements.sent_with_next([_add_group("w")]):
+        pass
+    assert Group.objects.filter(name="w").exists()
+
+
+def test_composed_sql_first_and_after_queued_writes(observer):
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                psycopg_sql.SQL("INSERT INTO auth_group (name) VALUES ({})").format(
+                    psycopg_sql.Literal("composed")
+                )
+            )
+        assert observer() == []
+        statements.sent_by_commit([_add_group("queued")])
+        with connection.cursor() as cursor:
+            cursor.execute(psycopg_sql.SQL("SELECT count(*) FROM auth_group"))
+            assert cursor.fetchone() == (2,)
+        transaction.set_rollback(True)
+    assert observer() == []
