@@ -177,8 +177,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "NAME": env.str("SQLITE_TEST_PATH", default=str(VAR_DIR / "test-everesthood.sqlite3"))
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # Django's backend, with each transaction's BEGIN sent in its first statement's round trip
-    # instead of one of its own (config/postgresql/base.py).
+    # Django's backend, sending each transaction's BEGIN, and writes nobody reads back, in the
+    # round trip of the next statement or of the COMMIT (config/postgresql/base.py).
     DATABASES["default"]["ENGINE"] = "config.postgresql"
 # Keep connections for a while instead of opening one per request or task (a PostgreSQL connect
 # with Django's setup costs ~7 ms here), and check a kept one before reusing it, so a database

@@ -98,16 +98,22 @@ def execute(cursor: CursorWrapper, statements: Sequence[Statement]) -> list[int]
     """Run `statements` in order, in one round trip where the connection allows it, and
     leave `cursor` at the last statement's result. Returns each statement's row count."""
     counts: list[int] = []
-    if len(statements) <= 1 or not batches(cursor.db):
+    connection: Any = cursor.db
+    if len(statements) <= 1 or not batches(connection):
         for statement in statements:
             cursor.execute(statement.sql, statement.params)
             counts.append(cursor.rowcount)
         return counts
-    cursor.execute("; ".join(s.sql for s in statements), [p for s in statements for p in s.params])
+    # The connection joins the others to the last one's query string, as it does any
+    # queued write (config.postgresql).
+    *ahead, last = statements
+    connection.queue_ahead([(statement, counts) for statement in ahead])
+    try:
+        cursor.execute(last.sql, last.params)
+    except BaseException:
+        connection.withdraw(counts)  # not sent, or failed with the rest: none stays due
+        raise
     counts.append(cursor.rowcount)
-    for _ in statements[1:]:
-        cursor.nextset()
-        counts.append(cursor.rowcount)
     return counts
 
 
